@@ -1,0 +1,68 @@
+# Gatehouse developer and CI entry points. Everything a fresh machine needs is installed from here.
+#
+# Lock files: requirements/*.in are compiled with pip-tools from a throwaway venv, e.g.
+#   python3 -m venv /tmp/pip-tools && /tmp/pip-tools/bin/pip install pip-tools
+#   PIPC="/tmp/pip-tools/bin/pip-compile --generate-hashes --no-emit-index-url --no-emit-find-links \
+#         --allow-unsafe --strip-extras"
+#   $PIPC -o requirements/base.txt requirements/base.in
+#   $PIPC -o requirements/dev.txt requirements/dev.in   # dev.in is constrained by base.txt
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: venv services chromium lint test demo clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements/dev.txt
+	[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --require-hashes -r requirements/dev.txt
+	touch $@
+
+services:
+	@if ! pg_isready -q -h 127.0.0.1 -p 5432; then \
+		echo "Starting PostgreSQL"; \
+		$(SUDO) pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
+	fi
+	@if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then \
+		echo "Starting Redis"; \
+		$(SUDO) mkdir -p /var/lib/redis /var/log/redis; \
+		$(SUDO) redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+			--dir /var/lib/redis --logfile /var/log/redis/ci.log; \
+	fi
+	@for i in $$(seq 1 30); do \
+		if pg_isready -q -h 127.0.0.1 -p 5432 && [ "$$(redis-cli -h 127.0.0.1 ping 2>/dev/null)" = PONG ]; then \
+			exit 0; \
+		fi; \
+		sleep 1; \
+	done; \
+	echo "ERROR: PostgreSQL or Redis did not answer on 127.0.0.1 within 30 s" >&2; \
+	pg_isready -h 127.0.0.1 -p 5432 >&2 || true; \
+	redis-cli -h 127.0.0.1 ping >&2 || true; \
+	exit 1
+
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		$(SUDO) apt-get update; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	fi
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: venv services chromium
+	$(MAKE) lint
+	$(VENV)/bin/python -m pytest
+
+demo: venv
+	$(VENV)/bin/python -m portal.demo
+
+clean:
+	rm -rf var/

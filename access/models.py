@@ -1,0 +1,328 @@
+"""Who gets access: accounts, licenses, applications, reviews, grants, downloads, tokens, audit.
+
+Rows change only through the service functions in access/services/; the
+who-may-do-what rules are in access/policy.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from releases.models import Organization, Tier
+
+
+class GatehouseUserManager(UserManager):
+    """Users are identified by e-mail; there is no username."""
+
+    def _create_user(self, username, email, password, **extra_fields):
+        email = self.normalize_email(email)
+        user = self.model(email=email, **extra_fields)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email=None, password=None, **extra_fields):
+        extra_fields.setdefault("is_staff", False)
+        extra_fields.setdefault("is_superuser", False)
+        return self._create_user(None, email, password, **extra_fields)
+
+    def create_superuser(self, email=None, password=None, **extra_fields):
+        extra_fields.setdefault("is_staff", True)
+        extra_fields.setdefault("is_superuser", True)
+        return self._create_user(None, email, password, **extra_fields)
+
+
+class User(AbstractUser):
+    username = None
+    first_name = None
+    last_name = None
+    email = models.EmailField("e-mail address", unique=True)
+    full_name = models.CharField(max_length=200)
+
+    USERNAME_FIELD = "email"
+    REQUIRED_FIELDS = ["full_name"]
+
+    objects = GatehouseUserManager()
+
+    def __str__(self) -> str:
+        return self.email
+
+    def get_full_name(self) -> str:
+        return self.full_name
+
+    def get_short_name(self) -> str:
+        return self.full_name.split(" ", 1)[0] if self.full_name else self.email
+
+
+class License(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="licenses")
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def current_version(self) -> LicenseVersion | None:
+        return self.versions.order_by("-number").first()
+
+
+class LicenseVersion(models.Model):
+    """One exact text of a license, identified by the sha256 of its UTF-8 bytes."""
+
+    license = models.ForeignKey(License, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    text = models.TextField()
+    text_sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["license", "number"], name="license_version_number_unique")
+        ]
+        ordering = ["license", "-number"]
+
+    def __str__(self) -> str:
+        return f"{self.license} v{self.number}"
+
+    @staticmethod
+    def hash_text(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class LicenseAcceptance(models.Model):
+    """Proof that a user accepted one exact license text."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="license_acceptances"
+    )
+    license_version = models.ForeignKey(LicenseVersion, on_delete=models.PROTECT, related_name="acceptances")
+    text_sha256 = models.CharField(max_length=64)
+    typed_name = models.CharField(max_length=200)
+    accepted_at = models.DateTimeField(default=timezone.now)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.typed_name} accepted {self.license_version}"
+
+
+class Application(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending review"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="applications")
+    tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="applications")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    affiliation = models.CharField(max_length=200)
+    intended_use = models.TextField(max_length=5000)
+    answers = models.JSONField(default=dict, blank=True)
+    # The tier's questions as they were when the applicant answered them.
+    questions = models.JSONField(default=list, blank=True)
+    license_acceptance = models.ForeignKey(LicenseAcceptance, on_delete=models.PROTECT)
+    submitted_at = models.DateTimeField(default=timezone.now)
+    decision_due_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-submitted_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "tier"],
+                condition=Q(status="pending"),
+                name="one_pending_application_per_tier",
+            ),
+        ]
+        indexes = [models.Index(fields=["tier", "status", "submitted_at"])]
+
+    def __str__(self) -> str:
+        return f"Application #{self.pk} by {self.user} for {self.tier}"
+
+
+class Review(models.Model):
+    class Decision(models.TextChoices):
+        APPROVE = "approve", "Approve"
+        REJECT = "reject", "Reject"
+
+    application = models.ForeignKey(Application, on_delete=models.PROTECT, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.reviewer} {self.decision}d #{self.application_id}"
+
+
+class GrantQuerySet(models.QuerySet):
+    def active(self, now=None):
+        """Grants that allow downloading at this moment."""
+        now = now or timezone.now()
+        return self.filter(status=Grant.Status.ACTIVE).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+        )
+
+    def past_expiry(self, now=None):
+        return self.filter(status=Grant.Status.ACTIVE, expires_at__lte=now or timezone.now())
+
+
+class Grant(models.Model):
+    """The right of one user to download one tier's artifacts until it expires or is revoked."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="grants")
+    tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="grants")
+    application = models.OneToOneField(Application, on_delete=models.PROTECT, null=True, blank=True)
+    license_acceptance = models.ForeignKey(LicenseAcceptance, on_delete=models.PROTECT)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    granted_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    revoke_reason = models.TextField(blank=True)
+
+    objects = GrantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-granted_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "tier"], condition=Q(status="active"), name="one_active_grant"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="revoked") | Q(revoked_at__isnull=False), name="revoked_grant_has_time"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Grant #{self.pk}: {self.user} on {self.tier}"
+
+
+class Invitation(models.Model):
+    """A place in an invitation-only tier, reserved for an e-mail address."""
+
+    tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="invitations")
+    email = models.EmailField()
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tier", "email"], name="one_invitation_per_email")]
+
+    def __str__(self) -> str:
+        return f"{self.email} invited to {self.tier}"
+
+
+class AccessToken(models.Model):
+    """A personal access token for command-line downloads. Only its sha256 is stored."""
+
+    PREFIX = "gh_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="access_tokens")
+    name = models.CharField(max_length=100)
+    token_hash = models.CharField(max_length=64, unique=True)
+    # The first characters of the token, shown so that its owner can tell tokens apart.
+    hint = models.CharField(max_length=12)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.hint}…)"
+
+    @staticmethod
+    def hash_token(raw: str) -> str:
+        return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+class DownloadEvent(models.Model):
+    """One issued download URL."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="download_events"
+    )
+    artifact = models.ForeignKey(
+        "releases.Artifact", on_delete=models.PROTECT, related_name="download_events"
+    )
+    tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="download_events")
+    grant = models.ForeignKey(
+        Grant, on_delete=models.PROTECT, null=True, blank=True, related_name="download_events"
+    )
+    license_version = models.ForeignKey(LicenseVersion, on_delete=models.PROTECT, null=True, blank=True)
+    access_token = models.ForeignKey(AccessToken, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    url_expires_at = models.DateTimeField()
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user} downloaded {self.artifact_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class AuditEvent(models.Model):
+    """An append-only, hash-chained record of a state change or a download.
+
+    ``row_hash`` covers this row's content and ``previous_hash``, so changing,
+    inserting or deleting a row breaks the chain from that row on; see
+    access/audit.py for how rows are written and verified.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    action = models.CharField(max_length=64)
+    target_type = models.CharField(max_length=32)
+    target_id = models.BigIntegerField()
+    payload = models.JSONField(default=dict)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    previous_hash = models.CharField(max_length=64)
+    row_hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["target_type", "target_id"])]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.action} {self.target_type}:{self.target_id}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise RuntimeError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise RuntimeError("Audit events are append-only.")
+
+
+class SentEmail(models.Model):
+    """One e-mail a task has sent, keyed so that a redelivered task does not send it twice."""
+
+    key = models.CharField(max_length=200, unique=True)
+    to = models.EmailField()
+    subject = models.CharField(max_length=300)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.key

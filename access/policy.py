@@ -1,0 +1,281 @@
+"""Who may do what. Every view, API endpoint, URL signer and service asks here.
+
+The functions answer questions; they never change anything. A refusal carries a
+stable ``code`` (also used by JSON clients), a sentence for people, and where
+possible the page on which the user can do something about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from allauth.account.models import EmailAddress
+from django.urls import reverse
+from django.utils import timezone
+
+from access.models import Application, Grant, Invitation
+from releases.models import Artifact, Membership, Organization, Tier
+
+REVIEW_ROLES = (Membership.Role.OWNER, Membership.Role.REVIEWER)
+PUBLISH_ROLES = (Membership.Role.OWNER, Membership.Role.PUBLISHER)
+
+
+# --- Organizations --------------------------------------------------------------------------
+
+
+def roles_in(user, organization: Organization) -> set[str]:
+    if not user.is_authenticated:
+        return set()
+    return set(Membership.objects.filter(user=user, organization=organization).values_list("role", flat=True))
+
+
+def can_review(user, organization: Organization) -> bool:
+    """Owners and reviewers of the organization decide its applications."""
+    return bool(roles_in(user, organization) & set(REVIEW_ROLES))
+
+
+def reviewable_organizations(user):
+    return Organization.objects.filter(memberships__user=user, memberships__role__in=REVIEW_ROLES).distinct()
+
+
+def can_decide(user, application: Application) -> bool:
+    """A reviewer of the tier's organization, who is not the applicant."""
+    if application.user_id == user.pk:
+        return False
+    return can_review(user, application.tier.release.model.organization)
+
+
+# --- Accounts -------------------------------------------------------------------------------
+
+
+def has_verified_email(user) -> bool:
+    """Applying and downloading need an account whose e-mail address is verified."""
+    if not user.is_authenticated:
+        return False
+    return EmailAddress.objects.filter(user=user, email__iexact=user.email, verified=True).exists()
+
+
+# --- A user's standing on a tier ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TierStanding:
+    """Where a user stands on one tier, for the model page and for JSON clients."""
+
+    code: str
+    label: str
+    detail: str = ""
+    application: Application | None = None
+    grant: Grant | None = None
+    date: datetime | None = None
+
+    @property
+    def can_download(self) -> bool:
+        return self.code in ("open", "approved")
+
+
+def tier_standing(
+    user,
+    tier: Tier,
+    *,
+    applications: list[Application] | None = None,
+    grants: list[Grant] | None = None,
+    invited: bool | None = None,
+    now: datetime | None = None,
+) -> TierStanding:
+    """The user's status on ``tier``. Callers listing many tiers pass the user's
+    applications and grants for them, prefetched, to keep the query count flat."""
+    now = now or timezone.now()
+    if not tier.is_open:
+        return TierStanding(
+            "not_open", "Not open yet", f"Opens on {tier.opens_at:%Y-%m-%d %H:%M} UTC", date=tier.opens_at
+        )
+    if tier.gate == Tier.Gate.OPEN:
+        return TierStanding("open", "Open to everyone")
+    if not user.is_authenticated:
+        return TierStanding("not_requested", "Sign in to request access")
+    if grants is None:
+        grants = list(Grant.objects.filter(user=user, tier=tier).order_by("-granted_at"))
+    if applications is None:
+        applications = list(Application.objects.filter(user=user, tier=tier).order_by("-submitted_at"))
+    grant = _latest(grants, "granted_at")
+    if grant is not None:
+        if grant.status == Grant.Status.REVOKED:
+            return TierStanding("revoked", "Revoked", grant.revoke_reason, grant=grant, date=grant.revoked_at)
+        if grant.status == Grant.Status.EXPIRED or (grant.expires_at and grant.expires_at <= now):
+            return TierStanding(
+                "expired", "Expired", "Your access has expired.", grant=grant, date=grant.expires_at
+            )
+        until = f"until {grant.expires_at:%Y-%m-%d}" if grant.expires_at else "with no end date"
+        return TierStanding("approved", "Approved", f"Access {until}", grant=grant, date=grant.expires_at)
+    application = _latest(applications, "submitted_at")
+    if application is not None:
+        if application.status == Application.Status.PENDING:
+            detail = (
+                f"Submitted on {application.submitted_at:%Y-%m-%d}; "
+                f"decision expected by {application.decision_due_at:%Y-%m-%d}"
+            )
+            return TierStanding(
+                "pending", "Pending review", detail, application=application, date=application.decision_due_at
+            )
+        if application.status == Application.Status.REJECTED:
+            return TierStanding("rejected", "Rejected", application.decision_reason, application=application)
+    if tier.gate == Tier.Gate.INVITATION:
+        if invited is None:
+            invited = is_invited(user, tier)
+        if not invited:
+            return TierStanding("invitation_only", "By invitation only")
+        return TierStanding("invited", "Invited: accept the license to get access")
+    return TierStanding("not_requested", "Not requested")
+
+
+def _latest(rows, field):
+    return max(rows, key=lambda row: getattr(row, field), default=None)
+
+
+def is_invited(user, tier: Tier) -> bool:
+    return Invitation.objects.filter(tier=tier, email__iexact=user.email, accepted_at__isnull=True).exists()
+
+
+# --- Applying -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: str
+    message: str
+    action_url: str = ""
+
+
+def application_refusal(user, tier: Tier) -> Refusal | None:
+    """Why ``user`` may not apply to ``tier`` now, or None if they may."""
+    if not has_verified_email(user):
+        return Refusal(
+            "email_unverified", "Verify your e-mail address before applying.", reverse("account_email")
+        )
+    if not tier.is_open:
+        return Refusal(
+            "not_open", f"This tier opens on {tier.opens_at:%Y-%m-%d %H:%M} UTC; applications open then."
+        )
+    if tier.gate != Tier.Gate.APPLICATION:
+        return Refusal("no_application", "This tier does not take applications.")
+    if tier.release.status != tier.release.Status.PUBLISHED:
+        return Refusal("not_published", "This release is not published.")
+    if Application.objects.filter(user=user, tier=tier, status=Application.Status.PENDING).exists():
+        return Refusal("already_pending", "You already have an application pending for this tier.")
+    if Grant.objects.active().filter(user=user, tier=tier).exists():
+        return Refusal("already_granted", "You already have access to this tier.")
+    return None
+
+
+def license_acceptance_refusal(user, tier: Tier) -> Refusal | None:
+    """Why ``user`` may not get access to a click-through or invitation tier by accepting its license."""
+    if not has_verified_email(user):
+        return Refusal("email_unverified", "Verify your e-mail address first.", reverse("account_email"))
+    if not tier.is_open:
+        return Refusal("not_open", f"This tier opens on {tier.opens_at:%Y-%m-%d %H:%M} UTC.")
+    if tier.gate == Tier.Gate.INVITATION and not is_invited(user, tier):
+        return Refusal("not_invited", "This tier is by invitation only.")
+    if tier.gate not in (Tier.Gate.CLICK_THROUGH, Tier.Gate.INVITATION):
+        return Refusal(
+            "no_click_through", "Access to this tier is not granted by accepting its license alone."
+        )
+    if Grant.objects.active().filter(user=user, tier=tier).exists():
+        return Refusal("already_granted", "You already have access to this tier.")
+    return None
+
+
+# --- Downloading ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DownloadDecision:
+    allowed: bool
+    code: str
+    message: str
+    tier: Tier | None = None
+    grant: Grant | None = None
+    action_url: str = ""
+
+
+def download_decision(user, artifact: Artifact, *, now: datetime | None = None) -> DownloadDecision:
+    """May ``user`` download ``artifact`` at this moment, and under which tier and grant?
+
+    Checked on every download URL issued: a revoked or expired grant stops working on
+    the very next request. Three queries whatever the number of tiers and grants.
+    """
+    now = now or timezone.now()
+    tiers = [tier for tier in artifact.tiers.all() if tier.is_open]
+    if not tiers:
+        return DownloadDecision(False, "not_open", "No tier that includes this file is open yet.")
+    for tier in tiers:
+        if tier.gate == Tier.Gate.OPEN:
+            return DownloadDecision(True, "open", "", tier=tier)
+    if not has_verified_email(user):
+        return DownloadDecision(
+            False,
+            "email_unverified",
+            "Verify your e-mail address before downloading.",
+            action_url=reverse("account_email"),
+        )
+    grants = list(Grant.objects.filter(user=user, tier__in=tiers).order_by("-granted_at"))
+    for grant in grants:
+        if grant.status == Grant.Status.ACTIVE and (grant.expires_at is None or grant.expires_at > now):
+            tier = next(tier for tier in tiers if tier.pk == grant.tier_id)
+            return DownloadDecision(True, "approved", "", tier=tier, grant=grant)
+    first_tier = tiers[0]
+    apply_url = reverse("tier-detail", kwargs={"tier_id": first_tier.pk})
+    if grants:
+        latest = grants[0]
+        if latest.status == Grant.Status.REVOKED:
+            reason = f" Reason: {latest.revoke_reason}" if latest.revoke_reason else ""
+            return DownloadDecision(
+                False,
+                "revoked",
+                f"Your access to {latest.tier.name} was revoked.{reason} "
+                "Contact the publisher if you think this is wrong.",
+                grant=latest,
+                action_url=apply_url,
+            )
+        return DownloadDecision(
+            False,
+            "expired",
+            f"Your access to {latest.tier.name} expired on {latest.expires_at:%Y-%m-%d}. "
+            "Apply again to renew it.",
+            grant=latest,
+            action_url=apply_url,
+        )
+    return DownloadDecision(
+        False,
+        "no_grant",
+        "You do not have access to this file. Request access on the tier's page.",
+        action_url=apply_url,
+    )
+
+
+def tier_download_refusal(user, tier: Tier) -> Refusal | None:
+    """Why ``user`` may not see and fetch the files of ``tier`` now, or None if they may."""
+    if not tier.is_open:
+        return Refusal("not_open", f"This tier opens on {tier.opens_at:%Y-%m-%d %H:%M} UTC.")
+    if tier.gate == Tier.Gate.OPEN:
+        return None
+    if not has_verified_email(user):
+        return Refusal(
+            "email_unverified", "Verify your e-mail address before downloading.", reverse("account_email")
+        )
+    standing = tier_standing(user, tier)
+    if standing.can_download:
+        return None
+    apply_url = reverse("tier-detail", kwargs={"tier_id": tier.pk})
+    messages = {
+        "revoked": f"Your access to this tier was revoked. {standing.detail}".strip(),
+        "expired": "Your access to this tier has expired. Apply again to renew it.",
+        "pending": "Your application is still pending. " + standing.detail,
+    }
+    code = standing.code if standing.code in messages else "no_grant"
+    return Refusal(
+        code,
+        messages.get(code, "You do not have access to this tier. Request access on its page."),
+        apply_url,
+    )

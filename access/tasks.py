@@ -1,0 +1,34 @@
+"""Background work of the access app: thin tasks that take ids and call services."""
+
+from __future__ import annotations
+
+import logging
+from smtplib import SMTPException
+
+from celery import shared_task
+
+from access import notifications
+from access.services.grants import grants_expire_due
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    autoretry_for=(SMTPException, OSError),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=8,
+    time_limit=60,
+)
+def send_application_email(application_id: int, event: str) -> bool:
+    """E-mail the applicant about ``event``; a redelivered task sends nothing twice."""
+    return notifications.send_application_email(application_id=application_id, event=event)
+
+
+@shared_task(time_limit=240)
+def expire_due_grants() -> int:
+    count = grants_expire_due()
+    if count:
+        logger.info("Expired %s grants", count)
+    return count

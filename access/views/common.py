@@ -1,0 +1,73 @@
+"""What the access views share: client address, token authentication, refusals."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import JsonResponse
+from django.shortcuts import render
+
+from access.errors import InvalidInput
+from access.services.tokens import token_authenticate
+
+
+def client_ip(request) -> str | None:
+    # Behind a proxy, deploy/ sets REMOTE_ADDR from the trusted forwarded header.
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def wants_json(request) -> bool:
+    return "HTTP_AUTHORIZATION" in request.META or "application/json" in request.headers.get("Accept", "")
+
+
+def session_or_token(view):
+    """Authenticate by session, or by ``Authorization: Bearer <personal access token>``.
+
+    Sets ``request.access_token`` (None for session users). A bad token answers 401
+    with a JSON error; an anonymous browser is sent to the login page.
+    """
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        request.access_token = None
+        header = request.headers.get("Authorization")
+        if header is not None:
+            scheme, _, raw = header.partition(" ")
+            if scheme.lower() != "bearer" or not raw.strip():
+                return json_error("auth_malformed", "Use 'Authorization: Bearer <token>'.", status=401)
+            try:
+                token = token_authenticate(raw.strip())
+            except InvalidInput as error:
+                return json_error(error.code, error.message, status=401)
+            request.user = token.user
+            request.access_token = token
+        elif not request.user.is_authenticated:
+            if wants_json(request):
+                return json_error("auth_required", "Sign in, or send a personal access token.", status=401)
+            return redirect_to_login(request.get_full_path())
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def json_error(code: str, message: str, *, status: int, action_url: str = "") -> JsonResponse:
+    body = {"error": code, "message": message}
+    if action_url:
+        body["action_url"] = action_url
+    return JsonResponse(body, status=status)
+
+
+def refusal_response(request, *, code: str, message: str, action_url: str = "", status: int = 403):
+    """A refusal that says why and what to do, as JSON for token clients or as a page."""
+    if wants_json(request):
+        absolute = request.build_absolute_uri(action_url) if action_url else ""
+        return json_error(code, message, status=status, action_url=absolute)
+    response = render(
+        request,
+        "access/refused.html",
+        {"code": code, "message": message, "action_url": action_url},
+        status=status,
+    )
+    response["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,189 @@
+"""Publishers and what they publish: organizations, models, releases, artifacts, tiers.
+
+Rows here change only through releases/services.py; who may change them is decided
+in access/policy.py.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+slug_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9._-]{0,62}$", "Use lower-case letters, digits, '.', '_' or '-'."
+)
+sha256_validator = RegexValidator(r"^[0-9a-f]{64}$", "A sha256 is 64 lower-case hexadecimal characters.")
+
+
+class Organization(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=63, unique=True, validators=[slug_validator])
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        PUBLISHER = "publisher", "Publisher"
+        REVIEWER = "reviewer", "Reviewer"
+        AUDITOR = "auditor", "Auditor"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "user"], name="one_membership_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} is {self.role} of {self.organization}"
+
+
+class Model(models.Model):
+    """A model family page, addressed as ``org-slug/model-slug``."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="models")
+    slug = models.CharField(max_length=63, validators=[slug_validator])
+    name = models.CharField(max_length=200)
+    summary = models.CharField(max_length=300, blank=True)
+    card = models.TextField(blank=True, help_text="Model card, in Markdown.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "slug"], name="model_slug_unique_in_org")
+        ]
+        ordering = ["organization__slug", "slug"]
+
+    def __str__(self) -> str:
+        return self.full_slug
+
+    def get_absolute_url(self) -> str:
+        return reverse("model-detail", kwargs={"org_slug": self.organization.slug, "model_slug": self.slug})
+
+    @property
+    def full_slug(self) -> str:
+        return f"{self.organization.slug}/{self.slug}"
+
+
+class Release(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        PUBLISHED = "published", "Published"
+
+    model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="releases")
+    version = models.CharField(max_length=63, validators=[slug_validator])
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    # A content hash of the published artifact list, in the 40-hex form git and the HF hub use.
+    revision = models.CharField(max_length=40, blank=True)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model", "version"], name="release_version_unique_in_model"),
+            models.CheckConstraint(
+                condition=Q(status="draft") | (Q(published_at__isnull=False) & ~Q(revision="")),
+                name="published_release_has_revision",
+            ),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.version}"
+
+
+class Artifact(models.Model):
+    """One file of a release, stored as one version of one object in the bucket."""
+
+    release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="artifacts")
+    path = models.CharField(max_length=512)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64, validators=[sha256_validator])
+    storage_key = models.CharField(max_length=1024)
+    object_version = models.CharField(max_length=1024, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["release", "path"], name="artifact_path_unique_in_release")
+        ]
+        ordering = ["path"]
+
+    def __str__(self) -> str:
+        return self.path
+
+    @property
+    def filename(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+class TierQuerySet(models.QuerySet):
+    def due(self, now=None):
+        """Tiers whose opening date has passed but that have not been opened yet."""
+        return self.filter(opened_at__isnull=True, opens_at__lte=now or timezone.now())
+
+    def opened(self):
+        return self.filter(opened_at__isnull=False)
+
+
+class Tier(models.Model):
+    """Who may get which artifacts of a release, when and how."""
+
+    class Gate(models.TextChoices):
+        OPEN = "open", "Open"
+        CLICK_THROUGH = "click_through", "Accept the license"
+        APPLICATION = "application", "Application"
+        INVITATION = "invitation", "Invitation only"
+
+    class Approval(models.TextChoices):
+        MANUAL = "manual", "Reviewed by people"
+        AUTO = "auto", "Approved automatically"
+
+    release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="tiers")
+    name = models.CharField(max_length=120)
+    position = models.PositiveSmallIntegerField(default=0)
+    description = models.TextField(blank=True)
+    gate = models.CharField(max_length=16, choices=Gate.choices)
+    approval = models.CharField(max_length=8, choices=Approval.choices, default=Approval.MANUAL)
+    license = models.ForeignKey("access.License", on_delete=models.PROTECT, null=True, blank=True)
+    artifacts = models.ManyToManyField(Artifact, related_name="tiers")
+    opens_at = models.DateTimeField()
+    # Set once, by releases.services.tier_open; a tier is open from then on.
+    opened_at = models.DateTimeField(null=True, blank=True)
+    grant_duration_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty: grants never expire."
+    )
+    review_days = models.PositiveSmallIntegerField(
+        default=14, help_text="Decision expected within this many days."
+    )
+    # Extra application questions, as data; validated by access.forms.QuestionSchema.
+    questions = models.JSONField(default=list, blank=True)
+
+    objects = TierQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["release", "position", "opens_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(gate="open") | Q(license__isnull=False), name="gated_tier_has_license"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.release} / {self.name}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.opened_at is not None

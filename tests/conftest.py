@@ -1,0 +1,80 @@
+"""Fixtures shared by the whole suite.
+
+The people every permission test needs: ``owner`` (alice) and ``reviewer`` (bob)
+belong to ``organization``; ``outsider`` (charlie) belongs to another; ``researcher``
+(dana) applies for access.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from access.models import LicenseVersion
+from releases.models import Membership, Tier
+from tests.factories import (
+    MembershipFactory,
+    ModelFactory,
+    OrganizationFactory,
+    ReleaseFactory,
+    TierFactory,
+    UserFactory,
+)
+
+pytest_plugins = ["tests.storage_plugin"]
+
+
+@pytest.fixture
+def organization(db):
+    return OrganizationFactory(name="Acme AI", slug="acme")
+
+
+@pytest.fixture
+def owner(organization):
+    user = UserFactory(email="alice@acme.example", full_name="Alice Owner")
+    MembershipFactory(organization=organization, user=user, role=Membership.Role.OWNER)
+    return user
+
+
+@pytest.fixture
+def reviewer(organization):
+    user = UserFactory(email="bob@acme.example", full_name="Bob Reviewer")
+    MembershipFactory(organization=organization, user=user, role=Membership.Role.REVIEWER)
+    return user
+
+
+@pytest.fixture
+def outsider(db):
+    user = UserFactory(email="charlie@other.example", full_name="Charlie Outsider")
+    MembershipFactory(user=user, role=Membership.Role.OWNER)
+    return user
+
+
+@pytest.fixture
+def researcher(db):
+    return UserFactory(email="dana@university.example", full_name="Dana Researcher")
+
+
+@pytest.fixture
+def model(organization):
+    return ModelFactory(organization=organization, slug="llama-lite", name="Llama Lite")
+
+
+@pytest.fixture
+def release(model):
+    return ReleaseFactory(model=model, version="v1.0")
+
+
+@pytest.fixture
+def application_tier(release):
+    """An open tier, by application with manual review."""
+    return TierFactory(release=release, name="Researchers", gate=Tier.Gate.APPLICATION)
+
+
+@pytest.fixture
+def click_through_tier(release):
+    return TierFactory(release=release, name="Public", gate=Tier.Gate.CLICK_THROUGH)
+
+
+def license_text_sha256(tier: Tier) -> str:
+    version: LicenseVersion = tier.license.current_version
+    return version.text_sha256
