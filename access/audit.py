@@ -63,11 +63,12 @@ def audit_record(
         target_type=target._meta.model_name,
         target_id=target.pk,
         payload=payload or {},
-        ip_address=ip_address,
         previous_hash=last_hash or GENESIS_HASH,
     )
-    # Hash what the database will give back: JSON round-trips through the column type.
+    # Hash what the database will give back: JSON round-trips through the column type,
+    # and an IPv6 address is stored compressed and lower-case ("2001:DB8:0::1" -> "2001:db8::1").
     event.payload = json.loads(json.dumps(event.payload, default=str))
+    event.ip_address = AuditEvent._meta.get_field("ip_address").get_prep_value(ip_address or None)
     event.row_hash = _row_hash(event)
     event.save()
     return event

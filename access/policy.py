@@ -100,6 +100,10 @@ def tier_standing(
     if applications is None:
         applications = list(Application.objects.filter(user=user, tier=tier).order_by("-submitted_at"))
     grant = _latest(grants, "granted_at")
+    application = _latest(applications, "submitted_at")
+    if grant is not None and _renewal_supersedes(application, grant, now):
+        # A new application after an expired or revoked grant is where the user stands now.
+        grant = None
     if grant is not None:
         if grant.status == Grant.Status.REVOKED:
             return TierStanding("revoked", "Revoked", grant.revoke_reason, grant=grant, date=grant.revoked_at)
@@ -109,7 +113,6 @@ def tier_standing(
             )
         until = f"until {grant.expires_at:%Y-%m-%d}" if grant.expires_at else "with no end date"
         return TierStanding("approved", "Approved", f"Access {until}", grant=grant, date=grant.expires_at)
-    application = _latest(applications, "submitted_at")
     if application is not None:
         if application.status == Application.Status.PENDING:
             detail = (
@@ -132,6 +135,14 @@ def tier_standing(
 
 def _latest(rows, field):
     return max(rows, key=lambda row: getattr(row, field), default=None)
+
+
+def _renewal_supersedes(application: Application | None, grant: Grant, now: datetime) -> bool:
+    """Whether ``application`` is a pending or rejected request made after ``grant`` ended."""
+    if application is None or application.status not in (Application.Status.PENDING, Application.Status.REJECTED):
+        return False
+    grant_is_live = grant.status == Grant.Status.ACTIVE and (grant.expires_at is None or grant.expires_at > now)
+    return not grant_is_live and application.submitted_at > grant.granted_at
 
 
 def is_invited(user, tier: Tier) -> bool:
@@ -164,7 +175,12 @@ def application_refusal(user, tier: Tier) -> Refusal | None:
         return Refusal("not_published", "This release is not published.")
     if Application.objects.filter(user=user, tier=tier, status=Application.Status.PENDING).exists():
         return Refusal("already_pending", "You already have an application pending for this tier.")
-    if Grant.objects.active().filter(user=user, tier=tier).exists():
+    latest_grant = Grant.objects.filter(user=user, tier=tier).order_by("-granted_at").first()
+    if latest_grant is not None and latest_grant.status == Grant.Status.REVOKED:
+        return Refusal("revoked", "Your access to this tier was revoked; contact the publisher.")
+    if latest_grant is not None and latest_grant.status == Grant.Status.ACTIVE and (
+        latest_grant.expires_at is None or latest_grant.expires_at > timezone.now()
+    ):
         return Refusal("already_granted", "You already have access to this tier.")
     return None
 

@@ -93,6 +93,8 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "data_folder_in": str(_broker_folder),
         "data_folder_out": str(_broker_folder),
         "processed_folder": str(_broker_folder / "processed"),
+        # Exchange bindings (the worker's remote-control queue); kombu's default is relative to the cwd.
+        "control_folder": str(_broker_folder / "control"),
         "store_processed": False,
     }
 else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from datetime import datetime
 
 from django.db import transaction
@@ -22,6 +23,7 @@ from releases.models import Artifact, Membership, Model, Organization, Release, 
 logger = logging.getLogger(__name__)
 
 MAX_ARTIFACT_PATH_LENGTH = 512
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 
 class ReleaseError(Exception):
@@ -96,6 +98,11 @@ def artifact_add(
 ) -> Artifact:
     """Record a file already stored in the bucket as an artifact of a draft release."""
     validate_artifact_path(path)
+    # The manifest researchers check with `sha256sum -c` is built from these values.
+    if not isinstance(sha256, str) or not SHA256_PATTERN.fullmatch(sha256):
+        raise ReleaseError("An artifact's sha256 must be 64 lower-case hexadecimal characters.")
+    if size < 0:
+        raise ReleaseError("An artifact's size cannot be negative.")
     with transaction.atomic():
         release = Release.objects.select_for_update().get(pk=release.pk)
         if release.status != Release.Status.DRAFT:
@@ -208,7 +215,9 @@ def tier_open(*, tier_id: int, actor=None, now: datetime | None = None) -> bool:
     now = now or timezone.now()
     with transaction.atomic():
         tier = (
-            Tier.objects.select_for_update(skip_locked=True)
+            # of=self: a lock on the release row (a revocation, a concurrent opening of a sibling
+            # tier) must not make this tier look taken.
+            Tier.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(pk=tier_id, opened_at__isnull=True, release__status=Release.Status.PUBLISHED)
             .first()
         )

@@ -111,7 +111,8 @@ def grant_revoke(*, grant_id: int, actor, reason: str) -> Grant:
         raise InvalidInput(f"A reason may have at most {MAX_REASON_LENGTH} characters.")
     with transaction.atomic():
         grant = (
-            Grant.objects.select_for_update()
+            # Lock the grant only, not the tier, release and organization rows it joins.
+            Grant.objects.select_for_update(of=("self",))
             .select_related("tier__release__model__organization")
             .get(pk=grant_id)
         )
