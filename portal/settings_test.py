@@ -5,6 +5,8 @@ import os
 os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-for-the-check")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gatehouse")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
+# The broker gets a database of its own: tests that clear the cache must not drop queued tasks.
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/10")
 
 from portal.settings import *  # noqa: E402, F403
 

@@ -1,0 +1,83 @@
+"""The settings module refuses to start on a bad value and names the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+GOOD_ENV = {"SECRET_KEY": "x" * 40, "PATH": os.environ["PATH"]}
+
+
+def start_django(**env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"],
+        cwd=REPO,
+        env={**GOOD_ENV, "DJANGO_SETTINGS_MODULE": "portal.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_it_starts_with_good_settings():
+    result = start_django()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DOWNLOAD_URL_LIFETIME_SECONDS", "604801"),
+        ("DOWNLOAD_URL_LIFETIME_SECONDS", "0"),
+        ("DOWNLOAD_URL_LIFETIME_SECONDS", "ten"),
+        ("DEBUG", "maybe"),
+        ("DATABASE_URL", "mysql://db/gatehouse"),
+        ("REDIS_URL", "localhost:6379"),
+        ("S3_ADDRESSING_STYLE", "sideways"),
+        ("EMAIL_PORT", "70000"),
+        ("SITE_URL", "gatehouse.example.org"),
+        ("SECRET_KEY", "short"),
+    ],
+)
+def test_it_refuses_a_bad_value_and_names_the_variable(variable, value):
+    result = start_django(**{variable: value})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert variable in result.stderr
+
+
+def test_it_refuses_to_start_without_a_secret_key_in_production():
+    env = {key: value for key, value in GOOD_ENV.items() if key != "SECRET_KEY"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=REPO,
+        env={**env, "DJANGO_SETTINGS_MODULE": "portal.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_it_reads_a_secret_from_a_file(tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("s" * 50 + "\n")
+    env = {**GOOD_ENV, "DJANGO_SETTINGS_MODULE": "portal.settings", "SECRET_KEY_FILE": str(secret_file)}
+    del env["SECRET_KEY"]
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY)"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "s" * 50
