@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from portal.seaweedfs import SeaweedFS, SeaweedFSError, _die_with_parent
+from portal.seaweedfs import SeaweedFS, SeaweedFSError, die_with_parent
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -47,7 +47,8 @@ ROLLOUT_SCAN_SECONDS = 5
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_GRACE_SECONDS = 10.0
 
-DEMO_PASSWORD = "gatehouse-demo"
+# Printed on the terminal for anyone to use: it protects nothing but a throwaway local demo.
+DEMO_PASSWORD = "gatehouse-demo"  # noqa: S105
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +59,12 @@ class DemoAccount:
 
 
 PUBLISHER = DemoAccount("publisher@demo.gatehouse", "Pat Publisher", "owner of Acme AI")
-REVIEWER = DemoAccount("reviewer@demo.gatehouse", "Robin Reviewer", "reviewer of Acme AI: works the review queue")
-RESEARCHER = DemoAccount("researcher@demo.gatehouse", "Sam Researcher", "a researcher: apply to the Researchers tier")
+REVIEWER = DemoAccount(
+    "reviewer@demo.gatehouse", "Robin Reviewer", "reviewer of Acme AI: works the review queue"
+)
+RESEARCHER = DemoAccount(
+    "researcher@demo.gatehouse", "Sam Researcher", "a researcher: apply to the Researchers tier"
+)
 RED_TEAMER = DemoAccount("redteam@demo.gatehouse", "Alex Redteam", "invited to the Red team tier")
 DEMO_ACCOUNTS = (PUBLISHER, REVIEWER, RESEARCHER, RED_TEAMER)
 
@@ -158,7 +163,9 @@ def ensure_secrets(paths: DemoPaths) -> tuple[str, str]:
     return credentials["access_key"], credentials["secret_key"]
 
 
-def child_environment(*, paths: DemoPaths, port: int, s3_endpoint_url: str, s3_access_key: str) -> dict[str, str]:
+def child_environment(
+    *, paths: DemoPaths, port: int, s3_endpoint_url: str, s3_access_key: str
+) -> dict[str, str]:
     """The environment of every Django and Celery process of the demo: settings.py reads nothing else."""
     environment = dict(os.environ)
     # Secrets come from files; a value inherited from the caller's shell must not shadow them.
@@ -219,19 +226,21 @@ class Supervisor:
     def run_step(self, name: str, arguments: list[str]) -> None:
         """Run a command to completion (migrate, seed); a failure stops the demo."""
         print(f"==> {name}", flush=True)
-        completed = subprocess.run(arguments, cwd=REPO_DIR, env=self.environment, stdin=subprocess.DEVNULL, check=False)
+        completed = subprocess.run(  # noqa: S603 - our own fixed command lines
+            arguments, cwd=REPO_DIR, env=self.environment, stdin=subprocess.DEVNULL, check=False
+        )
         if completed.returncode != 0:
             raise DemoError(f"`{name}` failed with exit code {completed.returncode}; see its output above.")
 
     def start(self, name: str, arguments: list[str]) -> Child:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 - our own fixed command lines
             arguments,
             cwd=REPO_DIR,
             env=self.environment,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             # Only calls prctl(2): if this process is killed outright, the child is not left behind.
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         child = Child(name, process)
         self.children.append(child)
@@ -308,7 +317,9 @@ def run() -> int:
     paths = DemoPaths(Path(os.environ.get("GATEHOUSE_DEMO_DIR") or REPO_DIR / "var" / "demo").resolve())
     site_url = f"http://{HOST}:{port}"
     if not _port_is_free(port):
-        raise DemoError(f"Port {port} on {HOST} is already in use. Choose another with PORT=..., e.g. PORT=8001.")
+        raise DemoError(
+            f"Port {port} on {HOST} is already in use. Choose another with PORT=..., e.g. PORT=8001."
+        )
     paths.create()
     access_key, secret_key = ensure_secrets(paths)
     seaweedfs = SeaweedFS(paths.seaweedfs, access_key=access_key, secret_key=secret_key)
@@ -320,7 +331,9 @@ def run() -> int:
         print(f"==> starting SeaweedFS (data in {paths.seaweedfs})", flush=True)
         seaweedfs.start()
         supervisor = Supervisor(
-            child_environment(paths=paths, port=port, s3_endpoint_url=seaweedfs.endpoint_url, s3_access_key=access_key)
+            child_environment(
+                paths=paths, port=port, s3_endpoint_url=seaweedfs.endpoint_url, s3_access_key=access_key
+            )
         )
         supervisor.run_step("manage.py migrate", [python, manage, "migrate", "--no-input", "-v", "1"])
         supervisor.run_step(

@@ -140,7 +140,7 @@ def _choose_admin_port(*, exclude: set[int]) -> int:
     raise SeaweedFSError("Found no free pair of ports for the SeaweedFS admin server.")
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask Linux to kill the server when the process that started it dies: a crashed test run leaks nothing.
 
     The signal fires when the *thread* that forked exits: start the server from a thread that outlives it.
@@ -300,7 +300,7 @@ class SeaweedFS:
                 # Its own session: Ctrl+C in a terminal reaches our stop(), not the server directly.
                 start_new_session=True,
                 # Only calls prctl(2): safe between fork and exec.
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     def _wait_until_ready(self, timeout: float) -> None:

@@ -113,27 +113,34 @@ class Command(BaseCommand):
         self._account(RESEARCHER)
         red_teamer = self._account(RED_TEAMER)
 
-        organization = Organization.objects.filter(slug=ORGANIZATION_SLUG).first() or organization_create(
-            name="Acme AI", slug=ORGANIZATION_SLUG, owner=publisher
-        )
+        organization = Organization.objects.filter(slug=ORGANIZATION_SLUG).first()
+        if organization is None:
+            organization = organization_create(name="Acme AI", slug=ORGANIZATION_SLUG, owner=publisher)
+        reviewer_role = Membership.Role.REVIEWER
         if not Membership.objects.filter(
-            organization=organization, user=reviewer, role=Membership.Role.REVIEWER
+            organization=organization, user=reviewer, role=reviewer_role
         ).exists():
-            membership_set(organization=organization, user=reviewer, role=Membership.Role.REVIEWER, actor=publisher)
-        model = Model.objects.filter(organization=organization, slug=MODEL_SLUG).first() or model_create(
-            organization=organization,
-            slug=MODEL_SLUG,
-            name="Llama Lite",
-            summary="A tiny Llama-style language model for trying out staged releases.",
-            card=MODEL_CARD,
-            actor=publisher,
-        )
-        license = License.objects.filter(organization=organization, name=LICENSE_NAME).first() or license_create(
-            organization=organization, name=LICENSE_NAME, text=LICENSE_TEXT, actor=publisher
-        )
-        release = Release.objects.filter(model=model, version=RELEASE_VERSION).first() or release_create(
-            model=model, version=RELEASE_VERSION, notes="First release: weights, config and tokenizer.", actor=publisher
-        )
+            membership_set(organization=organization, user=reviewer, role=reviewer_role, actor=publisher)
+        model = Model.objects.filter(organization=organization, slug=MODEL_SLUG).first()
+        if model is None:
+            model = model_create(
+                organization=organization,
+                slug=MODEL_SLUG,
+                name="Llama Lite",
+                summary="A tiny Llama-style language model for trying out staged releases.",
+                card=MODEL_CARD,
+                actor=publisher,
+            )
+        license = License.objects.filter(organization=organization, name=LICENSE_NAME).first()
+        if license is None:
+            license = license_create(
+                organization=organization, name=LICENSE_NAME, text=LICENSE_TEXT, actor=publisher
+            )
+        release = Release.objects.filter(model=model, version=RELEASE_VERSION).first()
+        if release is None:
+            release = release_create(
+                model=model, version=RELEASE_VERSION, notes="Weights, config and tokenizer.", actor=publisher
+            )
         if release.status == Release.Status.DRAFT:
             self._upload_artifacts(release, actor=publisher)
             release = release_publish(release=release, actor=publisher)
@@ -144,11 +151,15 @@ class Command(BaseCommand):
         if not Invitation.objects.filter(tier=red_team, email=red_teamer.email).exists():
             invitation_create(tier=red_team, email=red_teamer.email, actor=publisher)
 
-        for tier_id in tiers_open_due():
-            self.stdout.write(f"Opened {Tier.objects.get(pk=tier_id)}")
+        # The tiers whose date has come open now; the Public tier is left to the worker and beat.
+        tiers_open_due()
         for tier in release.tiers.order_by("position"):
-            when = f"open since {tier.opened_at:%H:%M:%S} UTC" if tier.is_open else f"opens at {tier.opens_at:%H:%M:%S} UTC"
-            self.stdout.write(f"Tier {tier.name!r} ({tier.get_gate_display()}): {when}")
+            when = (
+                f"open since {tier.opened_at:%H:%M:%S}"
+                if tier.is_open
+                else f"opens at {tier.opens_at:%H:%M:%S}"
+            )
+            self.stdout.write(f"Tier {tier.name!r} ({tier.get_gate_display()}): {when} UTC")
         self.stdout.write(self.style.SUCCESS("Demo data is in place."))
 
     def _account(self, account: DemoAccount):
