@@ -139,9 +139,14 @@ def _latest(rows, field):
 
 def _renewal_supersedes(application: Application | None, grant: Grant, now: datetime) -> bool:
     """Whether ``application`` is a pending or rejected request made after ``grant`` ended."""
-    if application is None or application.status not in (Application.Status.PENDING, Application.Status.REJECTED):
+    if application is None or application.status not in (
+        Application.Status.PENDING,
+        Application.Status.REJECTED,
+    ):
         return False
-    grant_is_live = grant.status == Grant.Status.ACTIVE and (grant.expires_at is None or grant.expires_at > now)
+    grant_is_live = grant.status == Grant.Status.ACTIVE and (
+        grant.expires_at is None or grant.expires_at > now
+    )
     return not grant_is_live and application.submitted_at > grant.granted_at
 
 
@@ -178,8 +183,10 @@ def application_refusal(user, tier: Tier) -> Refusal | None:
     latest_grant = Grant.objects.filter(user=user, tier=tier).order_by("-granted_at").first()
     if latest_grant is not None and latest_grant.status == Grant.Status.REVOKED:
         return Refusal("revoked", "Your access to this tier was revoked; contact the publisher.")
-    if latest_grant is not None and latest_grant.status == Grant.Status.ACTIVE and (
-        latest_grant.expires_at is None or latest_grant.expires_at > timezone.now()
+    if (
+        latest_grant is not None
+        and latest_grant.status == Grant.Status.ACTIVE
+        and (latest_grant.expires_at is None or latest_grant.expires_at > timezone.now())
     ):
         return Refusal("already_granted", "You already have access to this tier.")
     return None
@@ -197,6 +204,10 @@ def license_acceptance_refusal(user, tier: Tier) -> Refusal | None:
         return Refusal(
             "no_click_through", "Access to this tier is not granted by accepting its license alone."
         )
+    latest_grant = Grant.objects.filter(user=user, tier=tier).order_by("-granted_at").first()
+    # Without this, a revoked user of a click-through tier would simply accept again.
+    if latest_grant is not None and latest_grant.status == Grant.Status.REVOKED:
+        return Refusal("revoked", "Your access to this tier was revoked; contact the publisher.")
     if Grant.objects.active().filter(user=user, tier=tier).exists():
         return Refusal("already_granted", "You already have access to this tier.")
     return None

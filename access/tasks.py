@@ -19,6 +19,9 @@ logger = logging.getLogger(__name__)
     retry_backoff_max=300,
     retry_jitter=True,
     max_retries=8,
+    # Both limits: the project-wide soft limit (CELERY_TASK_SOFT_TIME_LIMIT, 240 s) above a
+    # 60 s hard limit makes Celery refuse to enqueue the task at all.
+    soft_time_limit=50,
     time_limit=60,
 )
 def send_application_email(application_id: int, event: str) -> bool:

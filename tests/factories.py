@@ -12,7 +12,7 @@ import factory
 from allauth.account.models import EmailAddress
 from django.utils import timezone
 
-from access.models import License, LicenseVersion, User
+from access.models import Application, Grant, License, LicenseAcceptance, LicenseVersion, User
 from releases.models import Artifact, Membership, Model, Organization, Release, Tier
 
 LICENSE_TEXT = "Use these weights for research only. Do not use them to cause harm."
@@ -121,3 +121,45 @@ class TierFactory(factory.django.DjangoModelFactory):
             tier.artifacts.set(
                 extracted if extracted is not None else [ArtifactFactory(release=tier.release)]
             )
+
+
+class LicenseAcceptanceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = LicenseAcceptance
+
+    user = factory.SubFactory(UserFactory)
+    license_version = factory.LazyFunction(lambda: LicenseFactory().current_version)
+    text_sha256 = factory.LazyAttribute(lambda a: a.license_version.text_sha256)
+    typed_name = factory.LazyAttribute(lambda a: a.user.full_name)
+
+
+class ApplicationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Application
+
+    user = factory.SubFactory(UserFactory)
+    tier = factory.SubFactory(TierFactory)
+    status = Application.Status.PENDING
+    affiliation = "University of Example"
+    intended_use = "Measure how often the model refuses harmful requests."
+    license_acceptance = factory.LazyAttribute(
+        lambda a: LicenseAcceptanceFactory(user=a.user, license_version=a.tier.license.current_version)
+    )
+    submitted_at = factory.LazyFunction(timezone.now)
+    decision_due_at = factory.LazyAttribute(lambda a: a.submitted_at + timedelta(days=a.tier.review_days))
+
+
+class GrantFactory(factory.django.DjangoModelFactory):
+    """An active grant on an open tier; pass status/expires_at/revoked_at for other states."""
+
+    class Meta:
+        model = Grant
+
+    user = factory.SubFactory(UserFactory)
+    tier = factory.SubFactory(TierFactory)
+    license_acceptance = factory.LazyAttribute(
+        lambda g: LicenseAcceptanceFactory(user=g.user, license_version=g.tier.license.current_version)
+    )
+    status = Grant.Status.ACTIVE
+    granted_at = factory.LazyFunction(timezone.now)
+    expires_at = factory.LazyAttribute(lambda g: g.granted_at + timedelta(days=365))

@@ -1,0 +1,43 @@
+"""Assertions shared by the unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from access.models import AccessToken, Application, AuditEvent, Grant, Invitation, LicenseAcceptance, Review
+from releases.models import Artifact, Release, Tier
+
+COUNTED_MODELS = (
+    Application,
+    Grant,
+    LicenseAcceptance,
+    AuditEvent,
+    Review,
+    Invitation,
+    AccessToken,
+    Release,
+    Artifact,
+    Tier,
+)
+
+
+def row_counts() -> dict[str, int]:
+    return {model.__name__: model.objects.count() for model in COUNTED_MODELS}
+
+
+@contextmanager
+def nothing_changes() -> Iterator[None]:
+    """Wrap a refused call: not one application, grant, acceptance, review, audit or release row appears."""
+    before = row_counts()
+    yield
+    assert row_counts() == before
+
+
+def last_audit_id() -> int:
+    return AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def audit_actions(since: int = 0) -> list[str]:
+    """The actions of the audit events written after event ``since``, in order."""
+    return list(AuditEvent.objects.filter(pk__gt=since).order_by("pk").values_list("action", flat=True))
