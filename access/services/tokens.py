@@ -20,7 +20,7 @@ from access.errors import InvalidInput, InvalidTransition, NotAllowed
 from access.models import AccessToken
 
 MAX_TOKEN_NAME_LENGTH = 100
-TOKEN_PATTERN = re.compile(r"^gh_[A-Za-z0-9_-]{43}$")
+TOKEN_PATTERN = re.compile(r"gh_[A-Za-z0-9_-]{43}")
 
 
 def token_create(*, user, name: str) -> tuple[AccessToken, str]:
@@ -64,7 +64,7 @@ def token_revoke(*, token_id: int, user) -> AccessToken:
 def token_authenticate(raw: str) -> AccessToken:
     """The live token for ``raw``, with its user; raises InvalidInput with a code that
     says what is wrong (malformed, unknown, revoked)."""
-    if not TOKEN_PATTERN.match(raw):
+    if not TOKEN_PATTERN.fullmatch(raw):
         raise InvalidInput("The access token is malformed.", code="token_malformed")
     token = AccessToken.objects.select_related("user").filter(token_hash=AccessToken.hash_token(raw)).first()
     if token is None or not token.user.is_active:

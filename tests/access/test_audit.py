@@ -7,7 +7,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from access.audit import GENESIS_HASH, audit_record, audit_verify
 from access.models import AuditEvent
@@ -39,8 +39,12 @@ def verify_command() -> str:
 
 
 def raw_sql(sql: str, params: list) -> None:
+    """Tamper as someone with the rights to lift the append-only trigger would."""
     with connection.cursor() as cursor:
+        # A superuser session that skips triggers, as a restore from a doctored dump would.
+        cursor.execute("SET session_replication_role = replica")
         cursor.execute(sql, params)
+        cursor.execute("SET session_replication_role = origin")
 
 
 def test_each_event_chains_to_the_one_before(events):
@@ -170,3 +174,21 @@ def test_recording_outside_a_transaction_is_refused():
         audit_record(action="test.outside", target=organization)
 
     assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE access_auditevent SET action = 'forged' WHERE id = %s", "DELETE FROM access_auditevent WHERE id = %s"],
+)
+def test_the_database_refuses_to_change_or_delete_an_event(events, statement):
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(statement, [events[0].pk])
+    assert AuditEvent.objects.get(pk=events[0].pk).action == events[0].action
+
+
+def test_bulk_queryset_changes_are_refused_too(events):
+    with pytest.raises(DatabaseError), transaction.atomic():
+        AuditEvent.objects.filter(pk=events[0].pk).update(action="forged")
+    with pytest.raises(DatabaseError), transaction.atomic():
+        AuditEvent.objects.all().delete()
+    assert AuditEvent.objects.count() == len(events)
