@@ -246,7 +246,11 @@ def download_decision(user, artifact: Artifact, *, now: datetime | None = None) 
             "Verify your e-mail address before downloading.",
             action_url=reverse("account_email"),
         )
-    grants = list(Grant.objects.filter(user=user, tier__in=tiers).order_by("-granted_at"))
+    grants = list(
+        Grant.objects.filter(user=user, tier__in=tiers)
+        .select_related("license_acceptance")
+        .order_by("-granted_at")
+    )
     for grant in grants:
         if grant.status == Grant.Status.ACTIVE and (grant.expires_at is None or grant.expires_at > now):
             tier = next(tier for tier in tiers if tier.pk == grant.tier_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.paginator import Paginator
+from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 
 from access.selectors import standings_for_tiers
@@ -23,6 +24,9 @@ def model_detail(request, org_slug: str, model_slug: str):
         Model.objects.select_related("organization"), organization__slug=org_slug, slug=model_slug
     )
     releases = published_releases_with_tiers(model)
+    if not releases:
+        # A model is announced by its first published release; until then its page does not exist.
+        raise Http404("No such model.")
     tiers = [tier for release in releases for tier in release.tiers.all()]
     standings = standings_for_tiers(request.user, tiers)
     release_rows = [

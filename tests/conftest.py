@@ -20,7 +20,7 @@ from tests.factories import (
     UserFactory,
 )
 
-pytest_plugins = ["tests.storage_plugin"]
+pytest_plugins = ["tests.storage_plugin", "tests.worker_plugin"]
 
 
 @pytest.fixture

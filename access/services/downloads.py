@@ -36,8 +36,9 @@ def download_issue(
     """Check the user's access at this moment, record a download event and its audit
     row, and return a presigned URL for the artifact's exact object version.
 
-    Raises DownloadRefused (with the policy's decision) when access is refused, and
-    storage.StorageUnavailable before anything is recorded when presigning fails.
+    Raises DownloadRefused (with the policy's decision) when access is refused.
+    Presigning needs no round trip to the store, so an unreachable store does not
+    stop a URL from being issued; the fetch from storage then fails for the client.
     """
     decision = policy.download_decision(user, artifact)
     if not decision.allowed:

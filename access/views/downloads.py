@@ -12,7 +12,6 @@ from django.urls import reverse
 from access import policy
 from access.services.downloads import DownloadRefused, download_issue
 from access.views.common import client_ip, refusal_response, session_or_token
-from portal.storage import StorageUnavailable
 from releases.models import Artifact, Release, Tier
 
 
@@ -43,13 +42,6 @@ def artifact_download(request, artifact_id: int):
         decision = refused.decision
         return refusal_response(
             request, code=decision.code, message=decision.message, action_url=decision.action_url
-        )
-    except StorageUnavailable:
-        return refusal_response(
-            request,
-            code="storage_unavailable",
-            message="The file store is not answering; nothing was recorded. Try again in a minute.",
-            status=503,
         )
     response = HttpResponseRedirect(issued.url)
     response["Cache-Control"] = "no-store"

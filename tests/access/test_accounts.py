@@ -10,6 +10,7 @@ from django.core import mail
 from django.core.cache import cache
 
 from access.models import User
+from tests.factories import PASSWORD as PASSWORD_OF_FACTORY_USERS
 
 PASSWORD = "a long enough passphrase 42"
 
@@ -66,7 +67,7 @@ def test_failed_logins_are_rate_limited_in_the_cache(client, settings, researche
         assert all("Too many failed login attempts" not in page.content.decode() for page in pages[:3])
         assert "Too many failed login attempts" in pages[3].content.decode()
         # Even the right password is refused while the limit holds.
-        client.post("/accounts/login/", {"login": researcher.email, "password": "correct horse battery staple"})
+        client.post("/accounts/login/", {"login": researcher.email, "password": PASSWORD_OF_FACTORY_USERS})
         assert "_auth_user_id" not in client.session
     finally:
         cache.clear()

@@ -13,9 +13,12 @@ REPO = Path(__file__).resolve().parents[2]
 GOOD_ENV = {"SECRET_KEY": "x" * 40, "PATH": os.environ["PATH"]}
 
 
+PRINT_SETTING = "import django; django.setup(); from django.conf import settings; print(settings.{})"
+
+
 def start_django(**env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"],
+        [sys.executable, "-c", PRINT_SETTING.format("DEBUG")],
         cwd=REPO,
         env={**GOOD_ENV, "DJANGO_SETTINGS_MODULE": "portal.settings", **env},
         capture_output=True,
@@ -72,7 +75,7 @@ def test_it_reads_a_secret_from_a_file(tmp_path):
     env = {**GOOD_ENV, "DJANGO_SETTINGS_MODULE": "portal.settings", "SECRET_KEY_FILE": str(secret_file)}
     del env["SECRET_KEY"]
     result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY)"],
+        [sys.executable, "-c", PRINT_SETTING.format("SECRET_KEY")],
         cwd=REPO,
         env=env,
         capture_output=True,
