@@ -13,16 +13,7 @@ import urllib.request
 import pytest
 
 from portal import storage
-
-
-def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    """GET ``url`` like a download client would; HTTP errors are returned, not raised."""
-    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - local test server
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
+from tests.scenes import fetch
 
 
 def with_query_value(url: str, name: str, value: str) -> str:
