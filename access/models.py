@@ -80,6 +80,8 @@ class LicenseVersion(models.Model):
     number = models.PositiveIntegerField()
     text = models.TextField()
     text_sha256 = models.CharField(max_length=64)
+    # The publisher's choice: must holders of grants under an earlier version accept this one again?
+    requires_reacceptance = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

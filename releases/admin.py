@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from releases.models import Artifact, Membership, Model, Organization, Release, Tier
+from releases.models import Artifact, Membership, Model, Organization, Release, Tier, Watch
 
 
 class MembershipInline(admin.TabularInline):
@@ -129,3 +129,12 @@ class TierAdmin(admin.ModelAdmin):
     list_select_related = ("release__model__organization",)
     raw_id_fields = ("release", "license", "artifacts")
     readonly_fields = ("opened_at",)
+
+
+@admin.register(Watch)
+class WatchAdmin(admin.ModelAdmin):
+    list_display = ("user", "tier", "created_at", "notified_at")
+    list_filter = ("notified_at",)
+    search_fields = ("user__email", "tier__name")
+    raw_id_fields = ("user", "tier")
+    readonly_fields = ("claimed_until", "notified_at")

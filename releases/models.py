@@ -89,6 +89,10 @@ class Release(models.Model):
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     published_at = models.DateTimeField(null=True, blank=True)
+    # Tiers with a relative opening date open this long after day zero (the publish time if unset).
+    day_zero = models.DateTimeField(null=True, blank=True)
+    # While set, the rollout plan is held: no tier of this release opens by itself.
+    plan_held_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -105,19 +109,43 @@ class Release(models.Model):
 
 
 class Artifact(models.Model):
-    """One file of a release, stored as one version of one object in the bucket."""
+    """One file of a release, stored as one version of one object in the bucket.
+
+    An uploaded file is ``uploading`` until the publisher completes its multipart
+    upload, ``verifying`` while a task streams it to compute its sha256 and size, then
+    ``verified`` (or ``failed``, with the reason). Only verified files can be published.
+    """
+
+    class Status(models.TextChoices):
+        UPLOADING = "uploading", "Uploading"
+        VERIFYING = "verifying", "Verifying"
+        VERIFIED = "verified", "Verified"
+        FAILED = "failed", "Failed"
 
     release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="artifacts")
     path = models.CharField(max_length=512)
-    size = models.BigIntegerField()
-    sha256 = models.CharField(max_length=64, validators=[sha256_validator])
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.VERIFIED)
+    # Known once verified.
+    size = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True, validators=[sha256_validator])
+    # What the publisher says the sha256 is; a mismatch fails the artifact.
+    expected_sha256 = models.CharField(max_length=64, blank=True, validators=[sha256_validator])
     storage_key = models.CharField(max_length=1024)
     object_version = models.CharField(max_length=1024, blank=True)
+    # The S3 multipart upload in progress, and the part size it was started with.
+    upload_id = models.CharField(max_length=1024, blank=True)
+    part_size = models.BigIntegerField(null=True, blank=True)
+    failure_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    verified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["release", "path"], name="artifact_path_unique_in_release")
+            models.UniqueConstraint(fields=["release", "path"], name="artifact_path_unique_in_release"),
+            models.CheckConstraint(
+                condition=~Q(status="verified") | (Q(size__isnull=False) & ~Q(sha256="")),
+                name="verified_artifact_has_size_and_sha256",
+            ),
         ]
         ordering = ["path"]
 
@@ -131,8 +159,13 @@ class Artifact(models.Model):
 
 class TierQuerySet(models.QuerySet):
     def due(self, now=None):
-        """Tiers whose opening date has passed but that have not been opened yet."""
-        return self.filter(opened_at__isnull=True, opens_at__lte=now or timezone.now())
+        """Unopened tiers of published, unheld releases whose opening date has passed."""
+        return self.filter(
+            opened_at__isnull=True,
+            opens_at__lte=now or timezone.now(),
+            release__status=Release.Status.PUBLISHED,
+            release__plan_held_at__isnull=True,
+        )
 
     def opened(self):
         return self.filter(opened_at__isnull=False)
@@ -159,9 +192,17 @@ class Tier(models.Model):
     approval = models.CharField(max_length=8, choices=Approval.choices, default=Approval.MANUAL)
     license = models.ForeignKey("access.License", on_delete=models.PROTECT, null=True, blank=True)
     artifacts = models.ManyToManyField(Artifact, related_name="tiers")
+    # Path patterns (fnmatch-style, e.g. "*.safetensors"); when set, they decide the artifacts above.
+    artifact_patterns = models.JSONField(default=list, blank=True)
+    # The effective opening date. For a tier relative to day zero it is derived from opens_after.
     opens_at = models.DateTimeField()
+    opens_after = models.DurationField(null=True, blank=True, help_text="Relative to the release's day zero.")
+    # After this date the tier takes no new applications or acceptances; grants run their course.
+    closes_at = models.DateTimeField(null=True, blank=True)
     # Set once, by releases.services.tier_open; a tier is open from then on.
     opened_at = models.DateTimeField(null=True, blank=True)
+    # Set when every watcher has been told that the tier opened.
+    watchers_notified_at = models.DateTimeField(null=True, blank=True)
     grant_duration_days = models.PositiveIntegerField(
         null=True, blank=True, help_text="Empty: grants never expire."
     )
@@ -187,3 +228,21 @@ class Tier(models.Model):
     @property
     def is_open(self) -> bool:
         return self.opened_at is not None
+
+
+class Watch(models.Model):
+    """A user's request to be told when a tier opens; each watcher is told once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="watches")
+    tier = models.ForeignKey(Tier, on_delete=models.CASCADE, related_name="watches")
+    created_at = models.DateTimeField(default=timezone.now)
+    # A worker sending this watcher's e-mail holds it until then; a crashed worker's claim lapses.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "tier"], name="one_watch_per_tier")]
+        indexes = [models.Index(fields=["tier", "notified_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} watches {self.tier}"
