@@ -35,6 +35,23 @@ def can_review(user, organization: Organization) -> bool:
     return bool(roles_in(user, organization) & set(REVIEW_ROLES))
 
 
+def can_publish(user, organization: Organization) -> bool:
+    """Owners and publishers manage the organization's models, releases, tiers and licenses."""
+    return bool(roles_in(user, organization) & set(PUBLISH_ROLES))
+
+
+def can_manage_members(user, organization: Organization) -> bool:
+    """Only owners invite, re-role and remove members."""
+    return Membership.Role.OWNER in roles_in(user, organization)
+
+
+def publishable_organizations(user):
+    """Organizations whose publisher workspace ``user`` may open; any other answers 404."""
+    if not user.is_authenticated:
+        return Organization.objects.none()
+    return Organization.objects.filter(memberships__user=user, memberships__role__in=PUBLISH_ROLES).distinct()
+
+
 def reviewable_organizations(user):
     return Organization.objects.filter(memberships__user=user, memberships__role__in=REVIEW_ROLES).distinct()
 

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from releases.models import Artifact, Membership, Model, Organization, Release, Tier, Watch
+from releases.models import (
+    Artifact,
+    Membership,
+    Model,
+    Organization,
+    OrganizationInvitation,
+    Release,
+    Tier,
+    Watch,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -138,3 +147,11 @@ class WatchAdmin(admin.ModelAdmin):
     search_fields = ("user__email", "tier__name")
     raw_id_fields = ("user", "tier")
     readonly_fields = ("claimed_until", "notified_at")
+
+
+@admin.register(OrganizationInvitation)
+class OrganizationInvitationAdmin(admin.ModelAdmin):
+    list_display = ("email", "organization", "role", "created_at", "accepted_at")
+    search_fields = ("email", "organization__slug")
+    raw_id_fields = ("organization", "invited_by")
+    readonly_fields = ("accepted_at",)

@@ -246,3 +246,26 @@ class Watch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} watches {self.tier}"
+
+
+class OrganizationInvitation(models.Model):
+    """A place in an organization offered to an e-mail address; taken when that address is verified."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=Membership.Role.choices)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "email"],
+                condition=Q(accepted_at__isnull=True),
+                name="one_open_organization_invitation_per_email",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} invited to {self.organization} as {self.role}"

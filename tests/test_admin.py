@@ -22,7 +22,7 @@ from access.models import (
 )
 from access.services.applications import application_approve
 from access.services.tokens import token_create
-from releases.models import Watch
+from releases.models import OrganizationInvitation, Watch
 from tests.factories import ApplicationFactory
 
 GATEHOUSE_MODELS = [
@@ -52,6 +52,12 @@ def one_of_everything(reviewer, researcher, application_tier):
     Invitation.objects.create(tier=application_tier, email="eve@example.org", invited_by=reviewer)
     token_create(user=researcher, name="cli")
     Watch.objects.create(user=researcher, tier=application_tier)
+    OrganizationInvitation.objects.create(
+        organization=application_tier.release.model.organization,
+        email="new@acme.example",
+        role="reviewer",
+        invited_by=reviewer,
+    )
     SentEmail.objects.create(key="application:1:approved", to=researcher.email, subject="Approved")
     with transaction.atomic():
         audit_record(action="test.admin", target=grant, actor=reviewer)
