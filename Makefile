@@ -16,7 +16,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv services chromium lint test demo clean
+.PHONY: venv services chromium lint test demo bench clean
 
 venv: $(STAMP)
 
@@ -63,6 +63,9 @@ test: venv services chromium
 
 demo: venv
 	$(VENV)/bin/python -m portal.demo
+
+bench: venv services  # tier opening with 10,000 watchers, in a throwaway database
+	$(VENV)/bin/python bench/tier_opening.py
 
 clean:
 	rm -rf var/

@@ -176,6 +176,16 @@ class GrantQuerySet(models.QuerySet):
     def past_expiry(self, now=None):
         return self.filter(status=Grant.Status.ACTIVE, expires_at__lte=now or timezone.now())
 
+    def with_license_state(self):
+        """Annotate ``license_outdated``: a version of the tier's license newer than the one the
+        grant's acceptance is of was published with re-acceptance required. Joins, no extra query."""
+        newer_binding_version = LicenseVersion.objects.filter(
+            license_id=models.OuterRef("tier__license_id"),
+            requires_reacceptance=True,
+            number__gt=models.OuterRef("license_acceptance__license_version__number"),
+        )
+        return self.annotate(license_outdated=models.Exists(newer_binding_version))
+
 
 class Grant(models.Model):
     """The right of one user to download one tier's artifacts until it expires or is revoked."""

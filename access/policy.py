@@ -113,7 +113,7 @@ def tier_standing(
     if not user.is_authenticated:
         return TierStanding("not_requested", "Sign in to request access")
     if grants is None:
-        grants = list(Grant.objects.filter(user=user, tier=tier).order_by("-granted_at"))
+        grants = list(Grant.objects.with_license_state().filter(user=user, tier=tier).order_by("-granted_at"))
     if applications is None:
         applications = list(Application.objects.filter(user=user, tier=tier).order_by("-submitted_at"))
     grant = _latest(grants, "granted_at")
@@ -127,6 +127,14 @@ def tier_standing(
         if grant.status == Grant.Status.EXPIRED or (grant.expires_at and grant.expires_at <= now):
             return TierStanding(
                 "expired", "Expired", "Your access has expired.", grant=grant, date=grant.expires_at
+            )
+        if license_outdated(grant):
+            return TierStanding(
+                "license_changed",
+                "License changed",
+                "The license changed; accept the new version to download again.",
+                grant=grant,
+                date=grant.expires_at,
             )
         until = f"until {grant.expires_at:%Y-%m-%d}" if grant.expires_at else "with no end date"
         return TierStanding("approved", "Approved", f"Access {until}", grant=grant, date=grant.expires_at)
@@ -167,6 +175,23 @@ def _renewal_supersedes(application: Application | None, grant: Grant, now: date
     return not grant_is_live and application.submitted_at > grant.granted_at
 
 
+def license_outdated(grant: Grant) -> bool:
+    """Whether the grant's license acceptance predates a version published with re-acceptance
+    required; its holder must accept the current version before downloading again. Free for
+    grants read with ``Grant.objects.with_license_state()``, one query otherwise."""
+    outdated = getattr(grant, "license_outdated", None)
+    if outdated is None:
+        outdated = Grant.objects.with_license_state().filter(pk=grant.pk, license_outdated=True).exists()
+    return outdated
+
+
+LICENSE_CHANGED_MESSAGE = "The license changed; accept the new version here"
+
+
+def reaccept_url(tier: Tier) -> str:
+    return reverse("tier-reaccept", kwargs={"tier_id": tier.pk})
+
+
 def is_invited(user, tier: Tier) -> bool:
     return Invitation.objects.filter(tier=tier, email__iexact=user.email, accepted_at__isnull=True).exists()
 
@@ -191,6 +216,8 @@ def application_refusal(user, tier: Tier) -> Refusal | None:
         return Refusal(
             "not_open", f"This tier opens on {tier.opens_at:%Y-%m-%d %H:%M} UTC; applications open then."
         )
+    if tier.closes_at is not None and tier.closes_at <= timezone.now():
+        return Refusal("closed", f"This tier closed to new applications on {tier.closes_at:%Y-%m-%d} UTC.")
     if tier.gate != Tier.Gate.APPLICATION:
         return Refusal("no_application", "This tier does not take applications.")
     if tier.release.status != tier.release.Status.PUBLISHED:
@@ -215,6 +242,8 @@ def license_acceptance_refusal(user, tier: Tier) -> Refusal | None:
         return Refusal("email_unverified", "Verify your e-mail address first.", reverse("account_email"))
     if not tier.is_open:
         return Refusal("not_open", f"This tier opens on {tier.opens_at:%Y-%m-%d %H:%M} UTC.")
+    if tier.closes_at is not None and tier.closes_at <= timezone.now():
+        return Refusal("closed", f"This tier closed on {tier.closes_at:%Y-%m-%d %H:%M} UTC to new requests.")
     if tier.gate == Tier.Gate.INVITATION and not is_invited(user, tier):
         return Refusal("not_invited", "This tier is by invitation only.")
     if tier.gate not in (Tier.Gate.CLICK_THROUGH, Tier.Gate.INVITATION):
@@ -265,13 +294,29 @@ def download_decision(user, artifact: Artifact, *, now: datetime | None = None) 
         )
     grants = list(
         Grant.objects.filter(user=user, tier__in=tiers)
+        .with_license_state()
         .select_related("license_acceptance")
         .order_by("-granted_at")
     )
+    outdated_grant = None
     for grant in grants:
         if grant.status == Grant.Status.ACTIVE and (grant.expires_at is None or grant.expires_at > now):
+            if grant.license_outdated:
+                # Another live grant whose acceptance is current may still cover the file.
+                outdated_grant = outdated_grant or grant
+                continue
             tier = next(tier for tier in tiers if tier.pk == grant.tier_id)
             return DownloadDecision(True, "approved", "", tier=tier, grant=grant)
+    if outdated_grant is not None:
+        tier = next(tier for tier in tiers if tier.pk == outdated_grant.tier_id)
+        return DownloadDecision(
+            False,
+            "license_changed",
+            LICENSE_CHANGED_MESSAGE,
+            tier=tier,
+            grant=outdated_grant,
+            action_url=reaccept_url(tier),
+        )
     first_tier = tiers[0]
     apply_url = reverse("tier-detail", kwargs={"tier_id": first_tier.pk})
     if grants:
@@ -315,6 +360,8 @@ def tier_download_refusal(user, tier: Tier) -> Refusal | None:
     standing = tier_standing(user, tier)
     if standing.can_download:
         return None
+    if standing.code == "license_changed":
+        return Refusal("license_changed", LICENSE_CHANGED_MESSAGE, reaccept_url(tier))
     apply_url = reverse("tier-detail", kwargs={"tier_id": tier.pk})
     messages = {
         "revoked": f"Your access to this tier was revoked. {standing.detail}".strip(),

@@ -17,7 +17,7 @@ def standings_for_tiers(user, tiers: list[Tier]) -> dict[int, policy.TierStandin
     applications, grants = defaultdict(list), defaultdict(list)
     for application in Application.objects.filter(user=user, tier_id__in=tier_ids):
         applications[application.tier_id].append(application)
-    for grant in Grant.objects.filter(user=user, tier_id__in=tier_ids):
+    for grant in Grant.objects.with_license_state().filter(user=user, tier_id__in=tier_ids):
         grants[grant.tier_id].append(grant)
     invited = set(
         Invitation.objects.filter(

@@ -1,11 +1,12 @@
 from django.urls import path
 
-from access.views import apply, downloads, review, tokens
+from access.views import apply, downloads, reaccept, review, tokens
 
 urlpatterns = [
     path("tiers/<int:tier_id>/", apply.tier_detail, name="tier-detail"),
     path("tiers/<int:tier_id>/apply/", apply.tier_apply, name="tier-apply"),
     path("tiers/<int:tier_id>/accept/", apply.tier_accept, name="tier-accept"),
+    path("tiers/<int:tier_id>/reaccept/", reaccept.tier_reaccept, name="tier-reaccept"),
     path("me/applications/", apply.my_applications, name="my-applications"),
     path("me/applications/<int:application_id>/", apply.application_detail, name="application-detail"),
     path(

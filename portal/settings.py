@@ -111,11 +111,14 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
-    "open-due-tiers": {
-        "task": "releases.tasks.open_due_tiers",
+    # Opens the tiers that are due and finishes telling their watchers (releases/rollout.py).
+    "rollout-tick": {
+        "task": "releases.tasks.rollout_tick",
         "schedule": env_int("ROLLOUT_SCAN_SECONDS", 15),
     },
     "expire-due-grants": {"task": "access.tasks.expire_due_grants", "schedule": 60.0},
+    # Aborts multipart uploads nobody finished (releases/uploads.py, uploads_abort_abandoned).
+    "abort-abandoned-uploads": {"task": "releases.tasks.abort_abandoned_uploads", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
 
@@ -129,6 +132,22 @@ S3_ADDRESSING_STYLE = env_choice("S3_ADDRESSING_STYLE", "path", ("path", "virtua
 # S3 refuses presigned URLs valid for more than 7 days.
 DOWNLOAD_URL_LIFETIME_SECONDS = env_int(
     "DOWNLOAD_URL_LIFETIME_SECONDS", 600, minimum=1, maximum=7 * 24 * 3600
+)
+# Publishers' uploads (releases/uploads.py): the smallest part size handed out (S3 allows 5 MiB to 5 GiB;
+# bigger files get bigger parts to stay within 10,000), how long a part's PUT URL lives, after how many
+# hours without a new part an upload counts as abandoned, and how long verifying one file may take. A
+# task running past the broker's visibility timeout is delivered twice (harmless, but twice the work).
+UPLOAD_PART_SIZE_BYTES = env_int(
+    "UPLOAD_PART_SIZE_BYTES", 64 * 1024 * 1024, minimum=5 * 1024 * 1024, maximum=5 * 1024 * 1024 * 1024
+)
+UPLOAD_PART_URL_LIFETIME_SECONDS = env_int(
+    "UPLOAD_PART_URL_LIFETIME_SECONDS", 3600, minimum=60, maximum=7 * 24 * 3600
+)
+UPLOAD_ABANDONED_AFTER_HOURS = env_int("UPLOAD_ABANDONED_AFTER_HOURS", 24, minimum=1)
+ARTIFACT_VERIFY_TIME_LIMIT_SECONDS = env_int(
+    "ARTIFACT_VERIFY_TIME_LIMIT_SECONDS",
+    max(60, CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600) - 300),
+    minimum=60,
 )
 
 # --- E-mail ---------------------------------------------------------------------------------
@@ -144,6 +163,10 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Gatehouse <gatehouse@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Watchers of an opened tier are e-mailed this many per SMTP connection; a worker holds the batch it
+# claimed this long, after which another worker may take over what a crashed one left unsent.
+WATCH_NOTIFY_BATCH_SIZE = env_int("WATCH_NOTIFY_BATCH_SIZE", 500, minimum=1, maximum=10_000)
+WATCH_CLAIM_LEASE_SECONDS = env_int("WATCH_CLAIM_LEASE_SECONDS", 120, minimum=1, maximum=3600)
 
 # --- Accounts -------------------------------------------------------------------------------
 AUTH_USER_MODEL = "access.User"

@@ -14,3 +14,5 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # The test session shares one Redis with whatever else runs on the machine: its own keys.
 CACHES["default"]["KEY_PREFIX"] = "gatehouse-test"  # noqa: F405
 ACCOUNT_RATE_LIMITS = False
+# S3's smallest part size: multipart uploads of a few parts stay a few megabytes.
+UPLOAD_PART_SIZE_BYTES = 5 * 1024 * 1024

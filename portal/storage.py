@@ -13,6 +13,8 @@ Nothing else in Gatehouse imports boto3 or botocore. Everything here works on th
 
 The portal never proxies weight bytes to people: it hands out presigned URLs (presign_download). Reading an
 object through the portal (iter_object_chunks) is for server-side work such as verifying an upload's sha256.
+Uploads go the same way round: the portal starts a multipart upload, presigns a PUT URL for each part
+(presign_upload_part), and the publisher's browser or script sends the bytes straight to the bucket.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import hashlib
 import re
 import unicodedata
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -266,6 +269,228 @@ def iter_object_chunks(
             yield from body.iter_chunks(chunk_size)
         finally:
             body.close()
+
+
+# -- Multipart uploads (publishers' browsers and scripts PUT the parts straight to the bucket) ---------------
+
+# S3's limits: part numbers 1 to 10,000; every part but the last at least 5 MiB and at most 5 GiB.
+MAX_PARTS = 10_000
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
+
+# What S3 answers when CompleteMultipartUpload is given parts it cannot assemble.
+_REJECTED_PART_CODES = {"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "EntityTooLarge", "MalformedXML"}
+
+
+class UploadNotFound(StorageError):
+    """The multipart upload does not exist: never started, aborted, or already completed."""
+
+
+class UploadRejected(StorageError):
+    """S3 refused to assemble the parts it was given; ``code`` is S3's error code (e.g. ``InvalidPart``)."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedPart:
+    part_number: int
+    etag: str
+    size: int
+    last_modified: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MultipartUpload:
+    key: str
+    upload_id: str
+    initiated_at: datetime
+
+
+@contextlib.contextmanager
+def _translated_upload_errors(upload_id: str) -> Iterator[None]:
+    """Like _translated_errors, and NoSuchUpload becomes UploadNotFound."""
+    with _translated_errors():
+        try:
+            yield
+        except botocore.exceptions.ClientError as error:
+            if _error_code(error) == "NoSuchUpload":
+                raise UploadNotFound(upload_id) from error
+            raise
+
+
+def _check_lifetime(lifetime_seconds: int) -> None:
+    if isinstance(lifetime_seconds, bool) or not isinstance(lifetime_seconds, int):
+        raise ValueError(f"The URL lifetime must be a whole number of seconds, not {lifetime_seconds!r}.")
+    if not 1 <= lifetime_seconds <= MAX_URL_LIFETIME_SECONDS:
+        raise ValueError(
+            f"The URL lifetime must be between 1 and {MAX_URL_LIFETIME_SECONDS} seconds, "
+            f"not {lifetime_seconds}."
+        )
+
+
+def _check_part_number(part_number: int) -> None:
+    if isinstance(part_number, bool) or not isinstance(part_number, int) or not 1 <= part_number <= MAX_PARTS:
+        raise ValueError(f"A part number is a whole number from 1 to {MAX_PARTS}, not {part_number!r}.")
+
+
+def create_multipart_upload(*, key: str, content_type: str = "application/octet-stream") -> str:
+    """Start a multipart upload of ``key`` and return its upload id.
+
+    Nothing is visible under ``key`` until complete_multipart_upload; the parts take space until the upload
+    is completed or aborted (abort_multipart_upload, list_multipart_uploads find the forgotten ones).
+    """
+    with _translated_errors():
+        response = get_client().create_multipart_upload(Bucket=_bucket(), Key=key, ContentType=content_type)
+    return str(response["UploadId"])
+
+
+def presign_upload_part(*, key: str, upload_id: str, part_number: int, lifetime_seconds: int) -> str:
+    """Return a presigned PUT URL for one part of a multipart upload, valid for ``lifetime_seconds``.
+
+    The signature covers the key, the upload id and the part number: the URL cannot be used for another
+    part, upload or object. Signing is local: no request reaches the storage. Raises ValueError for a part
+    number outside 1 to 10,000 or a lifetime outside 1 second to 7 days.
+    """
+    _check_part_number(part_number)
+    _check_lifetime(lifetime_seconds)
+    return get_client().generate_presigned_url(
+        "upload_part",
+        Params={"Bucket": _bucket(), "Key": key, "UploadId": upload_id, "PartNumber": part_number},
+        ExpiresIn=lifetime_seconds,
+    )
+
+
+def list_uploaded_parts(*, key: str, upload_id: str) -> list[UploadedPart]:
+    """The parts stored so far for this upload, by part number: what a resumed upload need not send again.
+
+    Raises UploadNotFound if the upload was aborted or completed.
+    """
+    parts: list[UploadedPart] = []
+    paginator = get_client().get_paginator("list_parts")
+    with _translated_upload_errors(upload_id):
+        for page in paginator.paginate(Bucket=_bucket(), Key=key, UploadId=upload_id):
+            parts.extend(
+                UploadedPart(
+                    part_number=int(part["PartNumber"]),
+                    etag=str(part["ETag"]),
+                    size=int(part["Size"]),
+                    last_modified=part["LastModified"].astimezone(UTC),
+                )
+                for part in page.get("Parts", [])
+            )
+    return sorted(parts, key=lambda part: part.part_number)
+
+
+def complete_multipart_upload(*, key: str, upload_id: str, parts: Sequence[tuple[int, str]]) -> str | None:
+    """Assemble the upload from ``parts`` (part number, ETag) in ascending order; return the version id.
+
+    The version id is None when the bucket has no versioning. Completing an upload that was just completed
+    with the same parts answers the same version on S3 and SeaweedFS; once S3 has forgotten the upload it
+    raises UploadNotFound (head_object on the key then tells whether it was completed). Raises UploadRejected
+    when a part is missing, has another ETag, is out of order, or is too small and not the last.
+    """
+    for part_number, _ in parts:
+        _check_part_number(part_number)
+    arguments = {
+        "Bucket": _bucket(),
+        "Key": key,
+        "UploadId": upload_id,
+        "MultipartUpload": {"Parts": [{"PartNumber": number, "ETag": etag} for number, etag in parts]},
+    }
+    with _translated_upload_errors(upload_id):
+        try:
+            response = get_client().complete_multipart_upload(**arguments)
+        except botocore.exceptions.ClientError as error:
+            if _error_code(error) in _REJECTED_PART_CODES:
+                message = str(error.response.get("Error", {}).get("Message", "")) or _error_code(error)
+                raise UploadRejected(message, code=_error_code(error)) from error
+            raise
+    return response.get("VersionId") or None
+
+
+def abort_multipart_upload(*, key: str, upload_id: str) -> None:
+    """Abort the upload and free its parts. Aborting an upload that no longer exists does nothing.
+
+    A part PUT still in flight may land after the abort; S3 advises aborting again, which the periodic
+    clean-up (list_multipart_uploads) does.
+    """
+    with contextlib.suppress(UploadNotFound), _translated_upload_errors(upload_id):
+        get_client().abort_multipart_upload(Bucket=_bucket(), Key=key, UploadId=upload_id)
+
+
+def list_multipart_uploads(*, older_than: datetime | None = None, prefix: str = "") -> list[MultipartUpload]:
+    """Multipart uploads in progress under ``prefix``, started before ``older_than`` if given.
+
+    Uses boto3's paginator: SeaweedFS pages by upload id alone (it sends no NextKeyMarker), AWS by both.
+    """
+    uploads: list[MultipartUpload] = []
+    paginator = get_client().get_paginator("list_multipart_uploads")
+    with _translated_errors():
+        for page in paginator.paginate(Bucket=_bucket(), Prefix=prefix):
+            for upload in page.get("Uploads", []):
+                initiated_at = upload["Initiated"].astimezone(UTC)
+                if older_than is None or initiated_at < older_than:
+                    uploads.append(
+                        MultipartUpload(
+                            key=str(upload["Key"]),
+                            upload_id=str(upload["UploadId"]),
+                            initiated_at=initiated_at,
+                        )
+                    )
+    return uploads
+
+
+def delete_object_version(*, key: str, version_id: str | None) -> None:
+    """Delete one version of ``key`` for good (or, without a version id, add a delete marker).
+
+    Deleting a version that does not exist does nothing.
+    """
+    arguments: dict[str, Any] = {"Bucket": _bucket(), "Key": key}
+    if version_id:
+        arguments["VersionId"] = version_id
+    with _translated_errors():
+        get_client().delete_object(**arguments)
+
+
+def ensure_bucket_cors(origins: Sequence[str]) -> None:
+    """Let browsers on ``origins`` PUT upload parts to the bucket and read each part's ETag.
+
+    Replaces the bucket's CORS configuration with one rule. Downloads need no CORS: a browser follows the
+    portal's redirect to a presigned URL as a plain navigation. Raises ValueError for no or a wildcard
+    origin: any site could then drive a publisher's browser to upload (it still needs a signed URL).
+    """
+    cleaned = [origin.rstrip("/") for origin in origins if origin]
+    if not cleaned or "*" in cleaned:
+        raise ValueError("Name the portal's origins, e.g. https://gatehouse.example.org; not '*'.")
+    rule = {
+        "AllowedOrigins": cleaned,
+        "AllowedMethods": ["PUT"],
+        "AllowedHeaders": ["*"],
+        "ExposeHeaders": ["ETag"],
+        "MaxAgeSeconds": 3600,
+    }
+    with _translated_errors():
+        get_client().put_bucket_cors(Bucket=_bucket(), CORSConfiguration={"CORSRules": [rule]})
+
+
+def bucket_cors_origins() -> list[str]:
+    """The origins the bucket's CORS rules allow to PUT; empty if it has no CORS configuration."""
+    with _translated_errors():
+        try:
+            rules = get_client().get_bucket_cors(Bucket=_bucket()).get("CORSRules", [])
+        except botocore.exceptions.ClientError as error:
+            if _error_code(error) == "NoSuchCORSConfiguration":
+                return []
+            raise
+    return [
+        origin
+        for rule in rules
+        if "PUT" in rule.get("AllowedMethods", [])
+        for origin in rule["AllowedOrigins"]
+    ]
 
 
 # -- Content-Disposition ------------------------------------------------------------------------------------

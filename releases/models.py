@@ -130,6 +130,9 @@ class Artifact(models.Model):
     sha256 = models.CharField(max_length=64, blank=True, validators=[sha256_validator])
     # What the publisher says the sha256 is; a mismatch fails the artifact.
     expected_sha256 = models.CharField(max_length=64, blank=True, validators=[sha256_validator])
+    # The size the publisher announced when starting the upload: it fixes the part count, and a
+    # stored object of another size fails verification.
+    expected_size = models.BigIntegerField(null=True, blank=True)
     storage_key = models.CharField(max_length=1024)
     object_version = models.CharField(max_length=1024, blank=True)
     # The S3 multipart upload in progress, and the part size it was started with.

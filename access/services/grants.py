@@ -85,6 +85,54 @@ def tier_license_accept(
     return grant
 
 
+def grant_reaccept(
+    *, user, tier: Tier, typed_name: str, seen_text_sha256: str, ip_address: str | None = None
+) -> Grant:
+    """Record the user's acceptance of the current version of the tier's license and point
+    their active grant at it, after a new version required re-acceptance; downloads work again.
+
+    Refused (nothing written) without an active grant on the tier, when the grant's acceptance
+    is already current enough, or when the text changed again while the user was reading it.
+    """
+    with transaction.atomic():
+        grant = (
+            Grant.objects.select_for_update(of=("self",))
+            .with_license_state()
+            .select_related("license_acceptance", "tier__license")
+            .filter(user=user, tier=tier)
+            .active()
+            .first()
+        )
+        if grant is None:
+            raise NotAllowed("You have no active access to this tier.", code="no_grant")
+        if not grant.license_outdated:
+            raise InvalidTransition(
+                "You have already accepted the license that applies to your access.", code="already_accepted"
+            )
+        previous_version_id = grant.license_acceptance.license_version_id
+        acceptance = license_accept(
+            user=user,
+            license_version=tier.license.current_version,
+            typed_name=typed_name,
+            seen_text_sha256=seen_text_sha256,
+            ip_address=ip_address,
+        )
+        grant.license_acceptance = acceptance
+        grant.save(update_fields=["license_acceptance"])
+        audit_record(
+            action="grant.license_reaccepted",
+            target=grant,
+            actor=user,
+            ip_address=ip_address,
+            payload={
+                "license_version_id": acceptance.license_version_id,
+                "previous_license_version_id": previous_version_id,
+                "text_sha256": acceptance.text_sha256,
+            },
+        )
+    return grant
+
+
 def invitation_create(*, tier: Tier, email: str, actor) -> Invitation:
     if tier.gate != Tier.Gate.INVITATION:
         raise InvalidInput("Only invitation tiers take invitations.")

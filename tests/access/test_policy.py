@@ -188,7 +188,8 @@ def test_an_invited_user_is_told_to_accept_the_license(researcher, reviewer, rel
 def test_standing_uses_the_rows_the_caller_prefetched(
     researcher, application_tier, django_assert_num_queries
 ):
-    grant = GrantFactory(user=researcher, tier=application_tier)
+    # Prefetched the way callers read them: with the license state annotated (see standings_for_tiers).
+    grant = Grant.objects.with_license_state().get(pk=GrantFactory(user=researcher, tier=application_tier).pk)
 
     with django_assert_num_queries(0):
         standing = policy.tier_standing(researcher, application_tier, applications=[], grants=[grant])

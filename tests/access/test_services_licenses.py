@@ -28,7 +28,12 @@ def test_creating_a_license_publishes_version_one_with_the_sha256_of_its_text(or
     assert audit_actions(since) == ["license.version_published"]
     event = AuditEvent.objects.get(pk__gt=since)
     assert event.actor == owner
-    assert event.payload == {"license_id": license.pk, "number": 1, "text_sha256": version.text_sha256}
+    assert event.payload == {
+        "license_id": license.pk,
+        "number": 1,
+        "text_sha256": version.text_sha256,
+        "requires_reacceptance": False,
+    }
 
 
 def test_versions_are_numbered_in_order_and_the_newest_is_current(organization):

@@ -33,6 +33,7 @@ from releases.services import (
     tier_create,
     tiers_open_due,
 )
+from releases.uploads import upload_cors_origins
 
 ORGANIZATION_SLUG = "acme"
 MODEL_SLUG = "llama-lite"
@@ -179,6 +180,8 @@ class Command(BaseCommand):
 
     def _upload_artifacts(self, release: Release, *, actor) -> None:
         storage.ensure_bucket()
+        # The browser uploader PUTs parts straight to the bucket from the portal's pages.
+        storage.ensure_bucket_cors(upload_cors_origins())
         present = set(release.artifacts.values_list("path", flat=True))
         for demo_file in demo_release_files():
             if demo_file.path in present:
