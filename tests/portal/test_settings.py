@@ -44,6 +44,8 @@ def test_it_starts_with_good_settings():
         ("REDIS_URL", "localhost:6379"),
         ("S3_ADDRESSING_STYLE", "sideways"),
         ("EMAIL_PORT", "70000"),
+        ("WATCH_NOTIFY_BATCH_SIZE", "0"),
+        ("WATCH_CLAIM_LEASE_SECONDS", "soon"),
         ("SITE_URL", "gatehouse.example.org"),
         ("SECRET_KEY", "short"),
     ],
