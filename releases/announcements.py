@@ -34,6 +34,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from access.audit import audit_record
 from access.policy import has_verified_email
 from releases.models import Release, Tier, Watch
 from releases.services import ReleaseError
@@ -63,14 +64,21 @@ def watch_start(*, user, tier: Tier) -> Watch:
             raise ReleaseError("This tier's release is not published.")
         if tier.opened_at is not None:
             raise ReleaseError("This tier is already open.")
-        watch, _ = Watch.objects.get_or_create(user=user, tier=tier)
+        watch, created = Watch.objects.get_or_create(user=user, tier=tier)
+        if created:
+            audit_record(action="watch.started", target=watch, actor=user, payload={"tier_id": tier.pk})
     return watch
 
 
 def watch_stop(*, user, tier: Tier) -> bool:
     """Stop watching ``tier``; returns whether there was a watch to stop."""
-    deleted, _ = Watch.objects.filter(user=user, tier=tier).delete()
-    return bool(deleted)
+    with transaction.atomic():
+        watch = Watch.objects.select_for_update().filter(user=user, tier=tier).first()
+        if watch is None:
+            return False
+        audit_record(action="watch.stopped", target=watch, actor=user, payload={"tier_id": tier.pk})
+        watch.delete()
+    return True
 
 
 def is_watching(user, tier: Tier) -> bool:

@@ -15,6 +15,7 @@ from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.urls import reverse
 from django.utils import timezone
 
+from access.models import AuditEvent
 from releases.announcements import watchers_notify_pending
 from releases.models import Release, Tier, Watch
 from releases.rollout import rollout_tick, tier_open_now, watch_start, watch_stop
@@ -65,6 +66,19 @@ def test_a_signed_in_user_watches_a_scheduled_tier_once_and_can_stop(researcher,
     assert watch_stop(user=researcher, tier=scheduled_tier) is True
     assert watch_stop(user=researcher, tier=scheduled_tier) is False
     assert not Watch.objects.exists()
+
+
+def test_starting_and_stopping_a_watch_is_audited_once_each(researcher, scheduled_tier):
+    watch = watch_start(user=researcher, tier=scheduled_tier)
+    watch_start(user=researcher, tier=scheduled_tier)
+    watch_stop(user=researcher, tier=scheduled_tier)
+    watch_stop(user=researcher, tier=scheduled_tier)
+
+    events = AuditEvent.objects.filter(target_type="watch", target_id=watch.pk).order_by("id")
+    assert [(event.action, event.actor_id) for event in events] == [
+        ("watch.started", researcher.pk),
+        ("watch.stopped", researcher.pk),
+    ]
 
 
 def test_watching_an_open_tier_or_a_tier_of_a_draft_is_refused(researcher, release, model):
