@@ -117,7 +117,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_int("ROLLOUT_SCAN_SECONDS", 15),
     },
     "expire-due-grants": {"task": "access.tasks.expire_due_grants", "schedule": 60.0},
-    # Aborts multipart uploads nobody finished (releases/uploads.py, uploads_abort_abandoned).
+    # Aborts multipart uploads nobody finished (releases/uploads/cleanup.py, uploads_abort_abandoned).
     "abort-abandoned-uploads": {"task": "releases.tasks.abort_abandoned_uploads", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
@@ -133,7 +133,7 @@ S3_ADDRESSING_STYLE = env_choice("S3_ADDRESSING_STYLE", "path", ("path", "virtua
 DOWNLOAD_URL_LIFETIME_SECONDS = env_int(
     "DOWNLOAD_URL_LIFETIME_SECONDS", 600, minimum=1, maximum=7 * 24 * 3600
 )
-# Publishers' uploads (releases/uploads.py): the smallest part size handed out (S3 allows 5 MiB to 5 GiB;
+# Publishers' uploads (releases/uploads/): the smallest part size handed out (S3 allows 5 MiB to 5 GiB;
 # bigger files get bigger parts to stay within 10,000), how long a part's PUT URL lives, after how many
 # hours without a new part an upload counts as abandoned, and how long verifying one file may take. A
 # task running past the broker's visibility timeout is delivered twice (harmless, but twice the work).

@@ -68,10 +68,24 @@ def _normalise_email(email: str) -> str:
     return email
 
 
-def _lock_owners(organization: Organization) -> int:
-    """Lock the organization row and return how many owners it has."""
+def _lock_membership(membership: Membership) -> tuple[Membership, int]:
+    """Lock the organization row, then the membership: the membership as it is now, and how many owners
+    the organization has. Refused when the person is no longer a member."""
+    organization = membership.organization
     Organization.objects.select_for_update().get(pk=organization.pk)
-    return Membership.objects.filter(organization=organization, role=Membership.Role.OWNER).count()
+    owners = Membership.objects.filter(organization=organization, role=Membership.Role.OWNER).count()
+    locked = Membership.objects.select_for_update().select_related("user").filter(pk=membership.pk).first()
+    if locked is None:
+        raise MembershipError("This person is no longer a member.", code="not_member")
+    return locked, owners
+
+
+def _refuse_losing_last_owner(membership: Membership, owners: int) -> None:
+    """Refuse to demote or remove ``membership`` when it is the organization's only owner."""
+    if membership.role == Membership.Role.OWNER and owners <= 1:
+        raise MembershipError(
+            "An organization needs at least one owner: make someone else owner first.", code="last_owner"
+        )
 
 
 def _member_label(membership: Membership) -> str:
@@ -240,21 +254,13 @@ def membership_change_role(*, membership: Membership, role: str, actor) -> Membe
     _require_owner(actor, membership.organization)
     _require_role(role)
     with transaction.atomic():
-        owners = _lock_owners(membership.organization)
-        membership = (
-            Membership.objects.select_for_update().select_related("user").filter(pk=membership.pk).first()
-        )
-        if membership is None:
-            raise MembershipError("This person is no longer a member.", code="not_member")
+        membership, owners = _lock_membership(membership)
         if membership.role == role:
             raise MembershipError(
                 f"{_member_label(membership)} is already {Membership.Role(role).label.lower()}.",
                 code="same_role",
             )
-        if membership.role == Membership.Role.OWNER and owners <= 1:
-            raise MembershipError(
-                "An organization needs at least one owner: make someone else owner first.", code="last_owner"
-            )
+        _refuse_losing_last_owner(membership, owners)
         previous = membership.role
         membership.role = role
         membership.save(update_fields=["role"])
@@ -276,16 +282,8 @@ def membership_remove(*, membership: Membership, actor) -> None:
     """Remove a member from the organization. The last owner cannot be removed."""
     _require_owner(actor, membership.organization)
     with transaction.atomic():
-        owners = _lock_owners(membership.organization)
-        membership = (
-            Membership.objects.select_for_update().select_related("user").filter(pk=membership.pk).first()
-        )
-        if membership is None:
-            raise MembershipError("This person is no longer a member.", code="not_member")
-        if membership.role == Membership.Role.OWNER and owners <= 1:
-            raise MembershipError(
-                "An organization needs at least one owner: make someone else owner first.", code="last_owner"
-            )
+        membership, owners = _lock_membership(membership)
+        _refuse_losing_last_owner(membership, owners)
         audit_record(
             action="organization.member_removed",
             target=membership,

@@ -36,22 +36,6 @@ def organization_create(*, name: str, slug: str, owner) -> Organization:
     return organization
 
 
-def membership_set(*, organization: Organization, user, role: str, actor=None) -> Membership:
-    if role not in Membership.Role.values:
-        raise ReleaseError(f"Unknown role {role!r}.")
-    with transaction.atomic():
-        membership, _ = Membership.objects.update_or_create(
-            organization=organization, user=user, defaults={"role": role}
-        )
-        audit_record(
-            action="membership.set",
-            target=membership,
-            actor=actor,
-            payload={"user_id": user.pk, "role": role},
-        )
-    return membership
-
-
 MAX_MODEL_NAME_LENGTH = Model._meta.get_field("name").max_length
 MAX_MODEL_SUMMARY_LENGTH = Model._meta.get_field("summary").max_length
 MAX_MODEL_CARD_LENGTH = 100_000
@@ -174,7 +158,7 @@ def release_publish(*, release: Release, actor=None) -> Release:
         artifacts = list(release.artifacts.all())
         if not artifacts:
             raise ReleaseError("A release needs at least one file before it can be published.")
-        # The manifest and revision are built from verified sums only (releases/uploads.py verifies).
+        # The manifest and revision are built from verified sums only (releases/uploads/verify.py verifies).
         unverified = [artifact for artifact in artifacts if artifact.status != Artifact.Status.VERIFIED]
         if unverified:
             listed = ", ".join(

@@ -62,7 +62,7 @@ def send_organization_invitation_email(invitation_id: int) -> bool:
 )
 def verify_artifact(artifact_id: int) -> str | None:
     """Compute an uploaded artifact's sha256 and size and mark it verified or failed. A redelivered or
-    duplicated task changes nothing (releases.uploads.artifact_verify). If the storage stays down
+    duplicated task changes nothing (releases.uploads.verify.artifact_verify). If the storage stays down
     through the retries, the hourly abort_abandoned_uploads enqueues it again later."""
     try:
         artifact = uploads.artifact_verify(artifact_id=artifact_id)

@@ -2,14 +2,18 @@
 
 The people every permission test needs: ``owner`` (alice) and ``reviewer`` (bob)
 belong to ``organization``; ``outsider`` (charlie) belongs to another; ``researcher``
-(dana) applies for access.
+(dana) applies for access. ``celery_eager`` and ``emails`` run the tasks a test enqueues
+in-process.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from access.models import LicenseVersion
+from portal.celery import app as celery_app
 from releases.models import Membership, Tier
 from tests.factories import (
     MembershipFactory,
@@ -73,6 +77,35 @@ def application_tier(release):
 @pytest.fixture
 def click_through_tier(release):
     return TierFactory(release=release, name="Public", gate=Tier.Gate.CLICK_THROUGH)
+
+
+@pytest.fixture
+def celery_eager() -> Iterator[None]:
+    """Run enqueued tasks in-process, raising their errors. Unit tests of task logic only."""
+    conf = celery_app.conf
+    previous = (conf.task_always_eager, conf.task_eager_propagates)
+    conf.task_always_eager = True
+    conf.task_eager_propagates = True
+    yield
+    conf.task_always_eager, conf.task_eager_propagates = previous
+
+
+@pytest.fixture
+def emails(celery_eager, mailoutbox, django_capture_on_commit_callbacks):
+    """E-mails sent by tasks enqueued on commit: ``with emails.on_commit(): ...``, then ``emails.outbox``."""
+
+    class Emails:
+        outbox = mailoutbox
+
+        @staticmethod
+        def on_commit():
+            return django_capture_on_commit_callbacks(execute=True)
+
+        @property
+        def subjects(self) -> list[str]:
+            return [message.subject for message in mailoutbox]
+
+    return Emails()
 
 
 def license_text_sha256(tier: Tier) -> str:

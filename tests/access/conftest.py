@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from access.models import Application
 from access.services.applications import application_submit
-from portal.celery import app as celery_app
 from releases.models import Tier
 from tests.factories import TierFactory
-
-
-@pytest.fixture
-def celery_eager() -> Iterator[None]:
-    """Run enqueued tasks in-process, raising their errors. Unit tests of task logic only."""
-    conf = celery_app.conf
-    previous = (conf.task_always_eager, conf.task_eager_propagates)
-    conf.task_always_eager = True
-    conf.task_eager_propagates = True
-    yield
-    conf.task_always_eager, conf.task_eager_propagates = previous
-
-
-@pytest.fixture
-def emails(celery_eager, mailoutbox, django_capture_on_commit_callbacks):
-    """E-mails sent by tasks enqueued on commit: ``with emails.on_commit(): ...``, then ``emails.outbox``."""
-
-    class Emails:
-        outbox = mailoutbox
-
-        @staticmethod
-        def on_commit():
-            return django_capture_on_commit_callbacks(execute=True)
-
-        @property
-        def subjects(self) -> list[str]:
-            return [message.subject for message in mailoutbox]
-
-    return Emails()
 
 
 @pytest.fixture

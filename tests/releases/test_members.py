@@ -10,7 +10,6 @@ import pytest
 from allauth.account.models import EmailAddress
 
 from access.models import AuditEvent, SentEmail
-from portal.celery import app as celery_app
 from releases.members import (
     MembershipError,
     invitation_accept,
@@ -22,35 +21,10 @@ from releases.members import (
     membership_remove,
 )
 from releases.models import Membership, OrganizationInvitation
-from tests.factories import MembershipFactory, UserFactory
+from tests.factories import UserFactory
 from tests.helpers import audit_actions, last_audit_id
 
 Role = Membership.Role
-
-
-@pytest.fixture
-def publisher(organization):
-    user = UserFactory(email="erin@acme.example", full_name="Erin Publisher")
-    MembershipFactory(organization=organization, user=user, role=Role.PUBLISHER)
-    return user
-
-
-@pytest.fixture
-def emails(mailoutbox, django_capture_on_commit_callbacks):
-    """Tasks enqueued on commit run in-process, so their e-mails land in ``mailoutbox``."""
-    conf = celery_app.conf
-    previous = (conf.task_always_eager, conf.task_eager_propagates)
-    conf.task_always_eager = conf.task_eager_propagates = True
-
-    class Emails:
-        outbox = mailoutbox
-
-        @staticmethod
-        def on_commit():
-            return django_capture_on_commit_callbacks(execute=True)
-
-    yield Emails()
-    conf.task_always_eager, conf.task_eager_propagates = previous
 
 
 def membership_of(user, organization) -> Membership:

@@ -39,13 +39,6 @@ TIMELINE_MAX_QUERIES = 7
 
 
 @pytest.fixture
-def draft(model):
-    return ReleaseFactory(
-        model=model, version="v2.0", status=Release.Status.DRAFT, revision="", published_at=None
-    )
-
-
-@pytest.fixture
 def license(organization):
     return LicenseFactory(organization=organization)
 

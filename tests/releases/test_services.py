@@ -29,13 +29,6 @@ from tests.helpers import audit_actions, last_audit_id, nothing_changes
 SHA = hashlib.sha256(b"weights").hexdigest()
 
 
-@pytest.fixture
-def draft(model):
-    return ReleaseFactory(
-        model=model, version="v2.0", status=Release.Status.DRAFT, revision="", published_at=None
-    )
-
-
 def add(release, path="model.safetensors", **overrides):
     arguments = {"size": 7, "sha256": SHA, "storage_key": f"acme/{path}"}
     arguments.update(overrides)

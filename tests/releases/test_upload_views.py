@@ -34,23 +34,6 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture
-def draft(model):
-    return draft_release(model)
-
-
-@pytest.fixture
-def content() -> bytes:
-    return random_bytes(THREE_PARTS)
-
-
-@pytest.fixture
-def publisher(organization):
-    user = UserFactory(email="pat@acme.example", full_name="Pat Publisher")
-    MembershipFactory(organization=organization, user=user, role=Membership.Role.PUBLISHER)
-    return user
-
-
 def client_for(user, *, enforce_csrf: bool = False) -> Client:
     client = Client(enforce_csrf_checks=enforce_csrf)
     client.force_login(user)

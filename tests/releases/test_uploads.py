@@ -1,4 +1,4 @@
-"""Uploads straight to object storage (releases/uploads.py), against a real SeaweedFS: multipart
+"""Uploads straight to object storage (releases/uploads/), against a real SeaweedFS: multipart
 uploads in parallel parts, resuming, completing, verifying the sha256, the clean-up of abandoned
 uploads, and the bad input that changes nothing."""
 
@@ -8,7 +8,6 @@ import hashlib
 import io
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -18,7 +17,6 @@ from django.utils import timezone
 
 from access.models import AuditEvent
 from portal import storage
-from portal.celery import app as celery_app
 from releases import uploads
 from releases.models import Artifact, Release
 from releases.services import ReleaseError, release_publish, release_revision
@@ -29,36 +27,14 @@ from tests.releases.uploading import (
     MIB,
     PART_SIZE,
     THREE_PARTS,
-    draft_release,
     part_body,
     put,
-    random_bytes,
     upload_parts,
 )
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def celery_eager() -> Iterator[None]:
-    """Tasks enqueued on commit run in-process: unit tests of the task's own logic."""
-    conf = celery_app.conf
-    previous = (conf.task_always_eager, conf.task_eager_propagates)
-    conf.task_always_eager, conf.task_eager_propagates = True, True
-    yield
-    conf.task_always_eager, conf.task_eager_propagates = previous
-
-
-@pytest.fixture
-def draft(model):
-    return draft_release(model)
-
-
-@pytest.fixture
-def content() -> bytes:
-    return random_bytes(THREE_PARTS)
 
 
 def start(release, owner, content: bytes, path="model-00001-of-00001.safetensors", **arguments) -> Artifact:

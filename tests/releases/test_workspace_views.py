@@ -14,7 +14,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from access.models import AuditEvent, License, LicenseVersion, User
-from portal.celery import app as celery_app
 from releases.models import Artifact, Membership, Model, OrganizationInvitation, Release, Tier
 from tests.factories import (
     ArtifactFactory,
@@ -39,42 +38,10 @@ LIST_PAGE_MAX_QUERIES = 9
 
 
 @pytest.fixture
-def publisher(organization):
-    user = UserFactory(email="erin@acme.example", full_name="Erin Publisher")
-    MembershipFactory(organization=organization, user=user, role=Role.PUBLISHER)
-    return user
-
-
-@pytest.fixture
 def auditor(organization):
     user = UserFactory(email="ada@acme.example", full_name="Ada Auditor")
     MembershipFactory(organization=organization, user=user, role=Role.AUDITOR)
     return user
-
-
-@pytest.fixture
-def emails(mailoutbox, django_capture_on_commit_callbacks):
-    """Tasks enqueued on commit run in-process, so their e-mails land in ``mailoutbox``."""
-    conf = celery_app.conf
-    previous = (conf.task_always_eager, conf.task_eager_propagates)
-    conf.task_always_eager = conf.task_eager_propagates = True
-
-    class Emails:
-        outbox = mailoutbox
-
-        @staticmethod
-        def on_commit():
-            return django_capture_on_commit_callbacks(execute=True)
-
-    yield Emails()
-    conf.task_always_eager, conf.task_eager_propagates = previous
-
-
-@pytest.fixture
-def draft(model):
-    return ReleaseFactory(
-        model=model, version="v2.0", status=Release.Status.DRAFT, published_at=None, revision=""
-    )
 
 
 @pytest.fixture
