@@ -17,6 +17,7 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from access.models import (
     AccessToken,
     Application,
+    ApplicationRevision,
     AuditEvent,
     DownloadEvent,
     Grant,
@@ -24,6 +25,8 @@ from access.models import (
     License,
     LicenseAcceptance,
     LicenseVersion,
+    Notification,
+    RejectionReason,
     Review,
     SentEmail,
     User,
@@ -321,3 +324,37 @@ class SentEmailAdmin(ReadOnlyAdmin):
     list_display = ("key", "to", "subject", "sent_at")
     search_fields = ("key", "to", "subject")
     date_hierarchy = "sent_at"
+
+
+@admin.register(ApplicationRevision)
+class ApplicationRevisionAdmin(admin.ModelAdmin):
+    """Earlier versions of returned applications: evidence, read-only."""
+
+    list_display = ("application", "number", "submitted_at", "created_at")
+    raw_id_fields = ("application",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RejectionReason)
+class RejectionReasonAdmin(admin.ModelAdmin):
+    list_display = ("text", "organization", "active")
+    list_filter = ("active",)
+    search_fields = ("text", "organization__slug")
+    raw_id_fields = ("organization",)
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ("user", "kind", "created_at", "read_at", "emailed_at")
+    list_filter = ("kind",)
+    search_fields = ("user__email", "message")
+    raw_id_fields = ("user",)
+    readonly_fields = ("emailed_at",)

@@ -42,8 +42,17 @@ class User(AbstractUser):
     username = None
     first_name = None
     last_name = None
+
+    class EmailMode(models.TextChoices):
+        IMMEDIATE = "immediate", "An e-mail for each notification"
+        DIGEST = "digest", "One daily digest e-mail"
+
     email = models.EmailField("e-mail address", unique=True)
     full_name = models.CharField(max_length=200)
+    # How review-queue notifications reach this user by e-mail; they always appear in-app too.
+    notification_email_mode = models.CharField(
+        max_length=16, choices=EmailMode.choices, default=EmailMode.IMMEDIATE
+    )
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS = ["full_name"]
@@ -114,55 +123,169 @@ class LicenseAcceptance(models.Model):
         return f"{self.typed_name} accepted {self.license_version}"
 
 
+class ApplicationQuerySet(models.QuerySet):
+    def awaiting_decision(self):
+        """Applications a reviewer must act on: new ones and appeals."""
+        return self.filter(status__in=Application.AWAITING_DECISION)
+
+
 class Application(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending review"
+        RETURNED = "returned", "Returned for revision"
+        APPEALED = "appealed", "Appeal pending"
         APPROVED = "approved", "Approved"
         REJECTED = "rejected", "Rejected"
         WITHDRAWN = "withdrawn", "Withdrawn"
+        EXPIRED = "expired", "Expired without a decision"
+
+    class Kind(models.TextChoices):
+        NEW = "new", "New access"
+        RENEWAL = "renewal", "Renewal"
+
+    # A user has at most one application in these states per tier.
+    OPEN_STATUSES = ("pending", "returned", "appealed")
+    AWAITING_DECISION = ("pending", "appealed")
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="applications")
     tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="applications")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.NEW)
+    # For a renewal: the grant it would extend.
+    renews = models.ForeignKey(
+        "Grant", on_delete=models.PROTECT, null=True, blank=True, related_name="renewals"
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     affiliation = models.CharField(max_length=200)
     intended_use = models.TextField(max_length=5000)
     answers = models.JSONField(default=dict, blank=True)
     # The tier's questions as they were when the applicant answered them.
     questions = models.JSONField(default=list, blank=True)
+    # How many times the applicant has submitted it (1, then +1 per resubmission after a return).
+    revision = models.PositiveSmallIntegerField(default=1)
     license_acceptance = models.ForeignKey(LicenseAcceptance, on_delete=models.PROTECT)
     submitted_at = models.DateTimeField(default=timezone.now)
     decision_due_at = models.DateTimeField()
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_reason = models.TextField(blank=True)
+    # Automatic screening (access.screening), run by a task after submission.
+    screened_at = models.DateTimeField(null=True, blank=True)
+    screening_report = models.JSONField(default=dict, blank=True)
+    # The reviewer in charge; round-robin on submission or claimed from the queue.
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="assigned_applications",
+    )
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    # The one appeal an applicant may make after a rejection.
+    appealed_at = models.DateTimeField(null=True, blank=True)
+    appeal_statement = models.TextField(blank=True)
+    # Service-level reminders, each sent once (set by a conditional update before sending).
+    due_reminder_sent_at = models.DateTimeField(null=True, blank=True)
+    breach_notice_sent_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApplicationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-submitted_at"]
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "tier"],
-                condition=Q(status="pending"),
-                name="one_pending_application_per_tier",
+                condition=Q(status__in=("pending", "returned", "appealed")),
+                name="one_open_application_per_tier",
             ),
         ]
-        indexes = [models.Index(fields=["tier", "status", "submitted_at"])]
+        indexes = [
+            models.Index(fields=["tier", "status", "submitted_at"]),
+            models.Index(fields=["status", "submitted_at"]),
+            models.Index(fields=["assigned_to", "status"]),
+        ]
 
     def __str__(self) -> str:
         return f"Application #{self.pk} by {self.user} for {self.tier}"
+
+
+class ApplicationRevision(models.Model):
+    """What an application said before it was returned and resubmitted: the history keeps every version."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveSmallIntegerField()
+    affiliation = models.CharField(max_length=200)
+    intended_use = models.TextField()
+    answers = models.JSONField(default=dict)
+    questions = models.JSONField(default=list)
+    submitted_at = models.DateTimeField()
+    returned_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["application", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["application", "number"], name="one_revision_per_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Application #{self.application_id} revision {self.number}"
 
 
 class Review(models.Model):
     class Decision(models.TextChoices):
         APPROVE = "approve", "Approve"
         REJECT = "reject", "Reject"
+        RETURN = "return", "Return for revision"
 
     application = models.ForeignKey(Application, on_delete=models.PROTECT, related_name="reviews")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
     decision = models.CharField(max_length=8, choices=Decision.choices)
     reason = models.TextField(blank=True)
+    # The application's revision this review was about; a resubmission needs fresh approvals.
+    revision = models.PositiveSmallIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
         return f"{self.reviewer} {self.decision}d #{self.application_id}"
+
+
+class RejectionReason(models.Model):
+    """A preset reason an organization's reviewers pick from (they may add free text)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="rejection_reasons")
+    text = models.CharField(max_length=500)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["organization", "text"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "text"], name="rejection_reason_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Notification(models.Model):
+    """An in-app notification; e-mailed at once or in the daily digest (User.notification_email_mode)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=48)
+    message = models.CharField(max_length=500)
+    url = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["user", "read_at"]),
+            models.Index(fields=["emailed_at", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.user}"
 
 
 class GrantQuerySet(models.QuerySet):

@@ -222,8 +222,8 @@ def application_refusal(user, tier: Tier) -> Refusal | None:
         return Refusal("no_application", "This tier does not take applications.")
     if tier.release.status != tier.release.Status.PUBLISHED:
         return Refusal("not_published", "This release is not published.")
-    if Application.objects.filter(user=user, tier=tier, status=Application.Status.PENDING).exists():
-        return Refusal("already_pending", "You already have an application pending for this tier.")
+    if Application.objects.filter(user=user, tier=tier, status__in=Application.OPEN_STATUSES).exists():
+        return Refusal("already_pending", "You already have an application open for this tier.")
     latest_grant = Grant.objects.filter(user=user, tier=tier).order_by("-granted_at").first()
     if latest_grant is not None and latest_grant.status == Grant.Status.REVOKED:
         return Refusal("revoked", "Your access to this tier was revoked; contact the publisher.")

@@ -7,7 +7,7 @@ from smtplib import SMTPException
 
 from celery import shared_task
 
-from access import notifications
+from access import inbox, notifications
 from access.services.grants import grants_expire_due
 
 logger = logging.getLogger(__name__)
@@ -35,3 +35,17 @@ def expire_due_grants() -> int:
     if count:
         logger.info("Expired %s grants", count)
     return count
+
+
+@shared_task(
+    autoretry_for=(SMTPException, OSError),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=8,
+    soft_time_limit=50,
+    time_limit=60,
+)
+def send_notification_email(notification_id: int) -> bool:
+    """E-mail one in-app notification to a user who wants them at once; sent at most once."""
+    return inbox.send_notification_email(notification_id=notification_id)

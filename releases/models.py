@@ -187,6 +187,11 @@ class Tier(models.Model):
         MANUAL = "manual", "Reviewed by people"
         AUTO = "auto", "Approved automatically"
 
+    class Renewal(models.TextChoices):
+        NONE = "none", "No renewal"
+        REQUEST = "request", "On request, reviewed"
+        AUTO = "auto", "On request, automatic"
+
     release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="tiers")
     name = models.CharField(max_length=120)
     position = models.PositiveSmallIntegerField(default=0)
@@ -212,8 +217,18 @@ class Tier(models.Model):
     review_days = models.PositiveSmallIntegerField(
         default=14, help_text="Decision expected within this many days."
     )
-    # Extra application questions, as data; validated by access.forms.QuestionSchema.
+    # Extra application questions, as data; validated by access.questions.
     questions = models.JSONField(default=list, blank=True)
+    # Review workflow (issue 4): approvals needed, re-apply cool-down, expiry of stale applications.
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    reapply_cooldown_days = models.PositiveSmallIntegerField(default=0)
+    stale_after_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Automatic screening rules (access.screening): e-mail domain allow/deny lists, denied countries,
+    # ORCID required; and what screening may decide alone.
+    screening_rules = models.JSONField(default=dict, blank=True)
+    auto_approve_on_screening = models.BooleanField(default=False)
+    auto_reject_on_hard_rule = models.BooleanField(default=False)
+    renewal = models.CharField(max_length=8, choices=Renewal.choices, default=Renewal.REQUEST)
 
     objects = TierQuerySet.as_manager()
 

@@ -179,13 +179,6 @@ def release_publish(*, release: Release, actor=None) -> Release:
     return release
 
 
-def tier_create(**arguments) -> Tier:
-    """Add a tier to a release's rollout plan; the plan's rules live in releases.rollout.tier_create."""
-    from releases.rollout import tier_create as rollout_tier_create  # rollout imports this module
-
-    return rollout_tier_create(**arguments)
-
-
 def tier_open(*, tier_id: int, actor=None, now: datetime | None = None) -> bool:
     """Open one tier, exactly once. Returns whether this call opened it.
 

@@ -3,7 +3,7 @@
 The people every permission test needs: ``owner`` (alice) and ``reviewer`` (bob)
 belong to ``organization``; ``outsider`` (charlie) belongs to another; ``researcher``
 (dana) applies for access. ``celery_eager`` and ``emails`` run the tasks a test enqueues
-in-process.
+in-process; ``smtp_sink`` receives what worker processes send over SMTP.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from tests.factories import (
     TierFactory,
     UserFactory,
 )
+from tests.smtp_sink import SMTPSink
 
 pytest_plugins = ["tests.storage_plugin", "tests.worker_plugin"]
 
@@ -106,6 +107,13 @@ def emails(celery_eager, mailoutbox, django_capture_on_commit_callbacks):
             return [message.subject for message in mailoutbox]
 
     return Emails()
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SMTPSink]:
+    """A local SMTP server (tests/smtp_sink.py) for processes that send real e-mail; ``smtp_sink.port``."""
+    with SMTPSink() as sink:
+        yield sink
 
 
 def license_text_sha256(tier: Tier) -> str:

@@ -1,7 +1,8 @@
-"""Assertions shared by the unit tests."""
+"""Assertions and checks shared by the tests."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,6 +21,11 @@ COUNTED_MODELS = (
     Artifact,
     Tier,
 )
+
+
+def sha256(data: bytes) -> str:
+    """The hex digest a user compares with the one the portal shows."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def row_counts() -> dict[str, int]:

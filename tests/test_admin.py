@@ -11,12 +11,15 @@ from django.utils import timezone
 
 from access.audit import audit_record
 from access.models import (
+    ApplicationRevision,
     AuditEvent,
     DownloadEvent,
     Grant,
     Invitation,
     LicenseAcceptance,
     LicenseVersion,
+    Notification,
+    RejectionReason,
     SentEmail,
     User,
 )
@@ -28,7 +31,7 @@ from tests.factories import ApplicationFactory
 GATEHOUSE_MODELS = [
     model for model in admin.site._registry if model._meta.app_label in ("access", "releases")
 ]
-READ_ONLY = {AuditEvent, DownloadEvent, LicenseAcceptance, SentEmail}
+READ_ONLY = {ApplicationRevision, AuditEvent, DownloadEvent, LicenseAcceptance, SentEmail}
 
 
 @pytest.fixture
@@ -52,6 +55,17 @@ def one_of_everything(reviewer, researcher, application_tier):
     Invitation.objects.create(tier=application_tier, email="eve@example.org", invited_by=reviewer)
     token_create(user=researcher, name="cli")
     Watch.objects.create(user=researcher, tier=application_tier)
+    ApplicationRevision.objects.create(
+        application=application,
+        number=1,
+        affiliation="Uni",
+        intended_use="Research",
+        submitted_at=timezone.now(),
+    )
+    RejectionReason.objects.create(
+        organization=application_tier.release.model.organization, text="Incomplete"
+    )
+    Notification.objects.create(user=reviewer, kind="test", message="A notification")
     OrganizationInvitation.objects.create(
         organization=application_tier.release.model.organization,
         email="new@acme.example",

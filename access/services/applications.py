@@ -85,7 +85,7 @@ def application_submit(
     except IntegrityError:
         # Two submissions raced past the policy check; the partial unique index caught the second.
         raise NotAllowed(
-            "You already have an application pending for this tier.", code="already_pending"
+            "You already have an application open for this tier.", code="already_pending"
         ) from None
     return application
 

@@ -256,7 +256,7 @@ def test_second_application_while_one_is_pending_is_refused(client, tier, resear
 
     page = refusal_after_post(client, tier, form_data(researcher, tier))
 
-    assert "You already have an application pending for this tier." in page
+    assert "You already have an application open for this tier." in page
     assert row_counts() == before
     assert list(Application.objects.all()) == [first]
 

@@ -1,7 +1,8 @@
 """Fixtures for the browser tests: headless Chromium (Debian's package) driven by Playwright.
 
 Playwright's own browser download cannot reach the network here, so it launches the system
-``/usr/bin/chromium`` through ``executable_path``.
+``/usr/bin/chromium`` through ``executable_path``. ``bucket_cors`` lets the pages upload straight to
+the test bucket.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 import pytest
 from django.db import connections
 from playwright.sync_api import Browser, sync_playwright
+
+from portal import storage
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -61,3 +64,11 @@ def new_page(browser: Browser):
         return context.new_page()
 
     return open_page
+
+
+@pytest.fixture
+def bucket_cors(s3, live_server) -> Iterator[None]:
+    """The bucket lets the live portal's origin PUT parts, as `manage.py bucket_cors` would set it."""
+    storage.ensure_bucket_cors([live_server.url])
+    yield
+    storage.get_client().delete_bucket_cors(Bucket=s3.bucket)

@@ -14,33 +14,28 @@ publishes its verification task there too.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from access.models import AuditEvent
 from access.services.licenses import license_create
-from portal import storage
 from portal.celery import app as celery_app
 from releases.models import Release, Tier
 from tests.factories import PASSWORD, UserFactory
+from tests.helpers import sha256
+from tests.processes import CeleryProcess, start_celery, test_database_url
 from tests.releases.uploading import draft_release, random_bytes
-from tests.smtp_sink import SMTPSink
 from tests.worker_plugin import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
@@ -52,81 +47,11 @@ SCAN_SECONDS = 1
 # Long enough for publishing and the watcher's visit, short enough to wait for.
 SECOND_TIER_DELAY = timedelta(seconds=15)
 OPENING_TIMEOUT_SECONDS = 30
-TICK = "releases.tasks.rollout_tick"
 WEIGHTS = "model.safetensors"
 WATCHER_EMAIL = "wendy@university.example"
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 # --- The processes --------------------------------------------------------------------------
-
-
-@dataclass
-class CeleryProcess:
-    name: str
-    process: subprocess.Popen
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def running(self) -> bool:
-        if self.process.poll() is not None:
-            pytest.fail(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
-        return True
-
-    def ticks_done(self) -> int:
-        return sum(
-            1 for line in self.log().splitlines() if f"Task {TICK}[" in line and " succeeded in " in line
-        )
-
-    def stop(self) -> int | None:
-        """SIGTERM (a warm shutdown), then SIGKILL after ten seconds; the exit status, None if it
-        would not die."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        return self.process.poll()
-
-
-def start(name: str, arguments: list[str], env: dict[str, str], log_dir: Path) -> CeleryProcess:
-    log_path = log_dir / f"{name}.log"
-    command = [sys.executable, "-m", "celery", "-A", "portal", *arguments, "--loglevel", "INFO"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            command,
-            cwd=BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stop() reaches the pool's children
-        )
-    return CeleryProcess(name, process, log_path)
-
-
-def test_database_url() -> str:
-    database = connection.settings_dict
-    password = f":{quote(database['PASSWORD'], safe='')}" if database.get("PASSWORD") else ""
-    return (
-        f"postgres://{quote(database['USER'] or '', safe='')}{password}"
-        f"@{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{database['NAME']}"
-    )
-
-
-test_database_url.__test__ = False  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def smtp_sink() -> Iterator[SMTPSink]:
-    with SMTPSink() as sink:
-        yield sink
 
 
 @pytest.fixture
@@ -195,11 +120,12 @@ def background(live_server, s3, smtp_sink, broker, tmp_path) -> Iterator[Backgro
     worker_arguments = ["worker", "--hostname", f"journey-{queue[-12:]}@%h", "--queues", queue]
     worker_arguments += ["--pool", "prefork", "--concurrency", "1"]
     worker_arguments += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-    worker = start("worker", worker_arguments, env, tmp_path)
-    beat = start("beat", ["beat", "--schedule", str(tmp_path / "celerybeat-schedule")], env, tmp_path)
+    worker = start_celery("worker", worker_arguments, env, tmp_path)
+    beat_arguments = ["beat", "--schedule", str(tmp_path / "celerybeat-schedule")]
+    beat = start_celery("beat", beat_arguments, env, tmp_path)
     running = Background(worker, beat)
     try:
-        wait_for(lambda: worker.running() and " ready." in worker.log(), timeout=30, what="the worker")
+        wait_for(worker.ready, timeout=30, what="the worker")
         wait_for(lambda: beat.running() and worker.ticks_done() > 0, timeout=30, what="beat's first tick")
         yield running
     finally:
@@ -207,14 +133,6 @@ def background(live_server, s3, smtp_sink, broker, tmp_path) -> Iterator[Backgro
 
 
 # --- The scene ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def bucket_cors(s3, live_server):
-    """The bucket lets the live portal's origin PUT parts, as `manage.py bucket_cors` would set it."""
-    storage.ensure_bucket_cors([live_server.url])
-    yield
-    storage.get_client().delete_bucket_cors(Bucket=s3.bucket)
 
 
 @pytest.fixture

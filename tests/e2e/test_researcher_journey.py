@@ -8,7 +8,6 @@ downloads each file (a 302 to a presigned SeaweedFS URL) and checks its sha256.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import timedelta
 
@@ -20,7 +19,9 @@ from playwright.sync_api import expect
 from access.models import Application, DownloadEvent
 from access.services.licenses import license_create
 from releases.models import Tier
-from releases.services import artifact_add, release_create, release_publish, tier_create, tier_open
+from releases.rollout import tier_create
+from releases.services import artifact_add, release_create, release_publish, tier_open
+from tests.helpers import sha256
 from tests.worker_plugin import wait_for
 
 pytestmark = pytest.mark.browser
@@ -39,10 +40,6 @@ ARTIFACTS = {
 }
 RECEIVED_SUBJECT = "Your application for Llama Lite (Researchers) was received"
 APPROVED_SUBJECT = "Your application for Llama Lite (Researchers) was approved"
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def subjects_to(address: str) -> list[str]:

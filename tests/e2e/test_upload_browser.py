@@ -4,7 +4,6 @@ verifies them; an interrupted upload resumes with only the missing parts."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 import pytest
@@ -14,23 +13,12 @@ from portal import storage
 from releases import uploads
 from releases.models import Artifact
 from tests.factories import PASSWORD
+from tests.helpers import sha256
 from tests.releases.uploading import THREE_PARTS, draft_release, part_body, put, random_bytes
 
 pytestmark = pytest.mark.browser
 
 WEIGHTS = "model-00001-of-00001.safetensors"
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def bucket_cors(s3, live_server):
-    """The bucket lets the live portal's origin PUT parts, as `manage.py bucket_cors` would set it."""
-    storage.ensure_bucket_cors([live_server.url])
-    yield
-    storage.get_client().delete_bucket_cors(Bucket=s3.bucket)
 
 
 @pytest.fixture

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -21,11 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from access.models import AuditEvent
@@ -34,47 +29,14 @@ from releases.models import Tier, Watch
 from releases.rollout import watch_start
 from releases.tasks import rollout_tick
 from tests.factories import TierFactory, UserFactory
+from tests.processes import CeleryProcess, start_celery, test_database_url
 from tests.smtp_sink import WORKER_HEADER, SMTPSink
 from tests.worker_plugin import wait_for
 
 pytestmark = pytest.mark.worker
 
 BASE_DIR = Path(settings.BASE_DIR)
-TICK = "releases.tasks.rollout_tick"
 LEASE_SECONDS = 3
-
-
-@dataclass
-class WorkerProcess:
-    name: str
-    process: subprocess.Popen
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def ready(self) -> bool:
-        if self.process.poll() is not None:
-            pytest.fail(f"worker {self.name} exited:\n{self.log()}")
-        return " ready." in self.log()
-
-    def ticks_done(self) -> int:
-        return sum(
-            1 for line in self.log().splitlines() if f"Task {TICK}[" in line and " succeeded in " in line
-        )
-
-    def kill(self) -> None:
-        """SIGKILL the whole worker, main process and pool child: nothing gets to clean up."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @dataclass
@@ -84,58 +46,29 @@ class Workers:
     queue: str
     env: dict[str, str]
     log_dir: Path
-    started: list[WorkerProcess] = field(default_factory=list)
+    started: list[CeleryProcess] = field(default_factory=list)
     enqueued: int = 0
     # Ticks that a killed worker took with it (redelivered only after the visibility timeout).
     lost: int = 0
 
-    def start(self, *names: str, **extra_env: str) -> list[WorkerProcess]:
+    def start(self, *names: str, **extra_env: str) -> list[CeleryProcess]:
         """Start the workers at once, then wait until each is ready."""
         new = []
         for name in names:
-            log_path = self.log_dir / f"worker-{name}.log"
-            command = [sys.executable, "-m", "celery", "-A", "portal", "worker", "--hostname", f"{name}@%h"]
-            command += [
-                "--queues",
-                self.queue,
-                "--pool",
-                "prefork",
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "INFO",
-            ]
-            command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-            with log_path.open("wb") as log:
-                process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-                    command,
-                    cwd=BASE_DIR,
-                    env={**self.env, **extra_env},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group, for kill()
-                )
-            new.append(WorkerProcess(name, process, log_path))
+            arguments = ["worker", "--hostname", f"{name}@%h", "--queues", self.queue]
+            arguments += ["--pool", "prefork", "--concurrency", "1"]
+            arguments += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+            new.append(start_celery(f"worker-{name}", arguments, {**self.env, **extra_env}, self.log_dir))
         self.started.extend(new)
         for worker in new:
-            wait_for(worker.ready, timeout=30, what=f"worker {worker.name} to be ready")
+            wait_for(worker.ready, timeout=30, what=f"{worker.name} to be ready")
         return new
 
-    def start_beat(self, scan_seconds: int) -> WorkerProcess:
+    def start_beat(self, scan_seconds: int) -> CeleryProcess:
         """The one beat process, scanning every ``scan_seconds``; its tasks go to our queue."""
-        log_path = self.log_dir / "beat.log"
-        command = [sys.executable, "-m", "celery", "-A", "portal", "beat", "--loglevel", "INFO"]
-        command += ["--schedule", str(self.log_dir / "celerybeat-schedule")]
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-                command,
-                cwd=BASE_DIR,
-                env={**self.env, "ROLLOUT_SCAN_SECONDS": str(scan_seconds)},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        beat = WorkerProcess("beat", process, log_path)
+        arguments = ["beat", "--schedule", str(self.log_dir / "celerybeat-schedule")]
+        env = {**self.env, "ROLLOUT_SCAN_SECONDS": str(scan_seconds)}
+        beat = start_celery("beat", arguments, env, self.log_dir)
         self.started.append(beat)
         return beat
 
@@ -151,24 +84,6 @@ class Workers:
             return sum(worker.ticks_done() for worker in self.started) >= self.enqueued - self.lost
 
         wait_for(idle, timeout=timeout, what="the workers to run every tick")
-
-
-def test_database_url() -> str:
-    database = connection.settings_dict
-    password = f":{quote(database['PASSWORD'], safe='')}" if database.get("PASSWORD") else ""
-    return (
-        f"postgres://{quote(database['USER'] or '', safe='')}{password}"
-        f"@{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{database['NAME']}"
-    )
-
-
-test_database_url.__test__ = False  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def smtp_sink() -> Iterator[SMTPSink]:
-    with SMTPSink() as sink:
-        yield sink
 
 
 @pytest.fixture

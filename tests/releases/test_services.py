@@ -12,12 +12,12 @@ from django.utils import timezone
 
 from access.models import AuditEvent
 from releases.models import Artifact, Release, Tier
+from releases.rollout import tier_create
 from releases.services import (
     ReleaseError,
     artifact_add,
     release_publish,
     release_revision,
-    tier_create,
     tier_open,
     tiers_open_due,
     validate_artifact_path,

@@ -24,13 +24,13 @@ from portal.demo import DEMO_PASSWORD, PUBLISHER, RED_TEAMER, RESEARCHER, REVIEW
 from releases.demo_artifacts import demo_release_files
 from releases.members import invitation_accept, membership_change_role, membership_invite
 from releases.models import Membership, Model, Organization, OrganizationInvitation, Release, Tier
+from releases.rollout import tier_create
 from releases.services import (
     artifact_add,
     model_create,
     organization_create,
     release_create,
     release_publish,
-    tier_create,
     tiers_open_due,
 )
 from releases.uploads import upload_cors_origins
