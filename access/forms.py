@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from django import forms
 
-from access.questions import DEFAULT_TEXT_LENGTH, MAX_ANSWER_LENGTH
+from access.models import User
+from access.question_fields import QuestionField
 from access.services.applications import MAX_AFFILIATION_LENGTH, MAX_INTENDED_USE_LENGTH
 from access.services.grants import MAX_REASON_LENGTH
 from access.services.licenses import MAX_TYPED_NAME_LENGTH
+from access.services.outcomes import MAX_APPEAL_STATEMENT_LENGTH
+from access.services.renewals import MAX_RENEWAL_STATEMENT_LENGTH
 from access.services.tokens import MAX_TOKEN_NAME_LENGTH
 
 
@@ -29,23 +32,6 @@ class LicenseAcceptanceFields(forms.Form):
     text_sha256 = forms.CharField(max_length=64, widget=forms.HiddenInput)
 
 
-def _question_field(question: dict) -> forms.Field:
-    common = {
-        "label": question["label"],
-        "required": bool(question.get("required")),
-        "help_text": question.get("help_text", ""),
-    }
-    kind = question["type"]
-    max_length = question.get("max_length") or DEFAULT_TEXT_LENGTH.get(kind, MAX_ANSWER_LENGTH)
-    if kind == "text":
-        return forms.CharField(max_length=max_length, **common)
-    if kind == "textarea":
-        return forms.CharField(max_length=max_length, widget=forms.Textarea(attrs={"rows": 4}), **common)
-    if kind == "choice":
-        return forms.ChoiceField(choices=[("", "—")] + [(c, c) for c in question["choices"]], **common)
-    return forms.BooleanField(**common)
-
-
 class ApplicationForm(LicenseAcceptanceFields):
     """The application: affiliation, intended use, the tier's own questions, and the license acceptance."""
 
@@ -60,20 +46,13 @@ class ApplicationForm(LicenseAcceptanceFields):
         self.question_names = []
         for question in questions:
             name = f"q_{question['name']}"
-            self.fields[name] = _question_field(question)
+            self.fields[name] = QuestionField(question)
             self.question_names.append(question["name"])
         # The acceptance comes last, after the questions.
         self.order_fields(["affiliation", "intended_use", *[f"q_{n}" for n in self.question_names]])
 
     def answers(self) -> dict:
         return {name: self.cleaned_data.get(f"q_{name}") for name in self.question_names}
-
-
-class DecisionForm(forms.Form):
-    decision = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject")])
-    reason = forms.CharField(
-        max_length=MAX_REASON_LENGTH, required=False, widget=forms.Textarea(attrs={"rows": 3})
-    )
 
 
 class RevokeForm(forms.Form):
@@ -83,4 +62,46 @@ class RevokeForm(forms.Form):
 class TokenForm(forms.Form):
     name = forms.CharField(
         max_length=MAX_TOKEN_NAME_LENGTH, label="Token name", help_text="e.g. “cluster login node”"
+    )
+
+
+class NotificationEmailModeForm(forms.Form):
+    """How notifications reach the user by e-mail; they always appear in the in-app list."""
+
+    mode = forms.ChoiceField(
+        choices=User.EmailMode.choices, widget=forms.RadioSelect, label="E-mail me about notifications"
+    )
+
+
+class ApplicationRevisionForm(ApplicationForm):
+    """A returned application, edited for resubmission: the application's fields and questions
+    without a second license acceptance (the first one still stands)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        del self.fields["typed_name"]
+        del self.fields["text_sha256"]
+
+
+class ReturnForm(forms.Form):
+    message = forms.CharField(
+        max_length=MAX_REASON_LENGTH,
+        label="What should the applicant change?",
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+
+class AppealForm(forms.Form):
+    statement = forms.CharField(
+        max_length=MAX_APPEAL_STATEMENT_LENGTH,
+        label="Why should the decision change?",
+        widget=forms.Textarea(attrs={"rows": 6}),
+    )
+
+
+class RenewalForm(forms.Form):
+    statement = forms.CharField(
+        max_length=MAX_RENEWAL_STATEMENT_LENGTH,
+        label="Why do you still need access?",
+        widget=forms.Textarea(attrs={"rows": 4}),
     )

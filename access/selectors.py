@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from access import policy
-from access.models import Application, AuditEvent, Grant, Invitation
-from releases.models import Tier
+from access.models import Application, AuditEvent, Grant, Invitation, Review
+from releases.models import Membership, Tier
 
 
 def standings_for_tiers(user, tiers: list[Tier]) -> dict[int, policy.TierStanding]:
@@ -34,9 +34,19 @@ def standings_for_tiers(user, tiers: list[Tier]) -> dict[int, policy.TierStandin
 
 HISTORY_LABELS = {
     "application.submitted": "Submitted",
+    "application.screened": "Screened automatically",
     "application.approved": "Approved",
     "application.rejected": "Rejected",
     "application.withdrawn": "Withdrawn",
+    "application.returned": "Returned for revision",
+    "application.resubmitted": "Revised and resubmitted",
+    "application.appealed": "Appealed",
+    "application.expired": "Expired without activity",
+    "application.assigned": "Assigned",
+    "application.claimed": "Claimed",
+    "application.approval_recorded": "Approval recorded",
+    "application.due_reminder_sent": "Assignee reminded of the decision date",
+    "application.service_level_breached": "Decision date passed; owners told",
 }
 
 
@@ -50,3 +60,35 @@ def application_histories(applications: list[Application]) -> dict[int, list[Aud
         event.label = HISTORY_LABELS.get(event.action, event.action)
         history[event.target_id].append(event)
     return history
+
+
+def review_states(applications: list[Application]) -> dict[int, policy.ReviewState]:
+    """What access.policy.decision_refusal needs about each application, in two queries."""
+    reviews = defaultdict(list)
+    for review in Review.objects.filter(application_id__in=[a.pk for a in applications]).order_by("pk"):
+        reviews[review.application_id].append(review)
+    organization_of = {a.pk: a.tier.release.model.organization_id for a in applications}
+    assignee_ids = {a.assigned_to_id for a in applications if a.assigned_to_id is not None}
+    reviewing = set(
+        Membership.objects.filter(user_id__in=assignee_ids, role__in=policy.REVIEW_ROLES).values_list(
+            "user_id", "organization_id"
+        )
+    )
+    states = {}
+    for application in applications:
+        approvers, rejecters = set(), set()
+        for review in reviews[application.pk]:
+            if review.decision == Review.Decision.APPROVE:
+                if review.revision == application.revision:
+                    approvers.add(review.reviewer_id)
+            else:
+                # A rejection (then an appeal) or a return starts a new round of approvals.
+                approvers.clear()
+                if review.decision == Review.Decision.REJECT:
+                    rejecters.add(review.reviewer_id)
+        states[application.pk] = policy.ReviewState(
+            approver_ids=frozenset(approvers),
+            rejecter_ids=frozenset(rejecters),
+            assignee_reviews=(application.assigned_to_id, organization_of[application.pk]) in reviewing,
+        )
+    return states

@@ -84,3 +84,23 @@ def env_url(name: str, default: str | None, schemes: tuple[str, ...]) -> str:
             f"{name} must be a URL starting with one of {', '.join(schemes)}: {value!r}"
         )
     return value
+
+
+def env_int_set(name: str, default: str, *, minimum: int, maximum: int) -> tuple[int, ...]:
+    """Comma-separated distinct integers within bounds, largest first; empty means none."""
+    raw = os.environ.get(name, default)
+    values = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item and not raw.strip():
+            continue
+        try:
+            value = int(item)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must be comma-separated integers, not {raw!r}") from None
+        if not minimum <= value <= maximum:
+            raise ImproperlyConfigured(f"{name}: each value must be {minimum} to {maximum}, not {value}")
+        if value in values:
+            raise ImproperlyConfigured(f"{name} lists {value} twice")
+        values.append(value)
+    return tuple(sorted(values, reverse=True))

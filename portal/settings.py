@@ -8,9 +8,10 @@ developer machine with PostgreSQL and Redis on localhost.
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from portal.env import env_bool, env_choice, env_int, env_list, env_secret, env_str, env_url
+from portal.env import env_bool, env_choice, env_int, env_int_set, env_list, env_secret, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -110,6 +111,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The hour (UTC) of the daily notification digest; it carries what arrived before that hour.
+NOTIFICATION_DIGEST_HOUR_UTC = env_int("NOTIFICATION_DIGEST_HOUR_UTC", 7, minimum=0, maximum=23)
 CELERY_BEAT_SCHEDULE = {
     # Opens the tiers that are due and finishes telling their watchers (releases/rollout.py).
     "rollout-tick": {
@@ -117,8 +120,19 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_int("ROLLOUT_SCAN_SECONDS", 15),
     },
     "expire-due-grants": {"task": "access.tasks.expire_due_grants", "schedule": 60.0},
+    # Reminds assignees before a decision date and tells owners once it passed (access/reminders.py).
+    "send-review-reminders": {"task": "access.tasks.send_review_reminders", "schedule": 300.0},
+    # Expires applications left pending or returned past their tier's stale_after_days.
+    "expire-stale-applications": {"task": "access.tasks.expire_stale_applications", "schedule": 3600.0},
+    # Tells grant holders GRANT_EXPIRY_REMINDER_DAYS before expiry, each reminder once.
+    "send-grant-expiry-reminders": {"task": "access.tasks.send_grant_expiry_reminders", "schedule": 3600.0},
     # Aborts multipart uploads nobody finished (releases/uploads/cleanup.py, uploads_abort_abandoned).
     "abort-abandoned-uploads": {"task": "releases.tasks.abort_abandoned_uploads", "schedule": 3600.0},
+    # One e-mail a day to each user who chose the digest (access/inbox.py, notification_digests_send).
+    "send-notification-digests": {
+        "task": "access.tasks.send_notification_digests",
+        "schedule": crontab(minute=0, hour=NOTIFICATION_DIGEST_HOUR_UTC),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
 
@@ -167,6 +181,10 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # claimed this long, after which another worker may take over what a crashed one left unsent.
 WATCH_NOTIFY_BATCH_SIZE = env_int("WATCH_NOTIFY_BATCH_SIZE", 500, minimum=1, maximum=10_000)
 WATCH_CLAIM_LEASE_SECONDS = env_int("WATCH_CLAIM_LEASE_SECONDS", 120, minimum=1, maximum=3600)
+# Days before a grant's expiry on which its holder is reminded (each once), e.g. "30,7"; empty: never.
+GRANT_EXPIRY_REMINDER_DAYS = env_int_set("GRANT_EXPIRY_REMINDER_DAYS", "30,7", minimum=1, maximum=365)
+# Hours before an application's decision date at which its assigned reviewer is reminded, once.
+REVIEW_REMINDER_HOURS_BEFORE_DUE = env_int("REVIEW_REMINDER_HOURS_BEFORE_DUE", 24, minimum=1, maximum=720)
 
 # --- Accounts -------------------------------------------------------------------------------
 AUTH_USER_MODEL = "access.User"
@@ -211,6 +229,9 @@ SESSION_COOKIE_SECURE = SITE_URL.startswith("https")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Django refuses a form of more than 1,000 fields; the review queue's bulk form posts up to 1,000
+# application ids (access.services.decisions.BULK_DECISION_MAX) plus its own few fields.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1100
 
 # --- Internationalisation and static files --------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -39,7 +39,13 @@ def test_worker_sends_the_approval_email(celery_worker, researcher, reviewer, ap
     celery_worker.wait_until_idle()
 
     assert sorted(subjects_to(researcher.email)) == [APPROVED_SUBJECT, RECEIVED_SUBJECT]
-    assert len(mail.outbox) == 2
+    # The third: Bob, to whom round-robin assigned the application, is told.
+    [assigned] = subjects_to(reviewer.email)
+    assert (
+        assigned.startswith(f"[Gatehouse] Application #{application.pk} for ")
+        and "is assigned to you" in assigned
+    )
+    assert len(mail.outbox) == 3
     approval = next(message for message in mail.outbox if message.subject == APPROVED_SUBJECT)
     assert f"/tiers/{application_tier.pk}/files/" in approval.body
     assert SentEmail.objects.filter(key=f"application:{application.pk}:approved").count() == 1
@@ -56,7 +62,9 @@ def test_a_redelivered_email_task_sends_nothing_twice(celery_worker, researcher,
     send_application_email.delay(application.pk, "approved")
     celery_worker.wait_until_idle()
 
-    assert len(celery_worker.finished) == 4
+    # Two e-mails to the applicant, the assignee's notification e-mail, the screening of the submission,
+    # and the two redelivered tasks.
+    assert len(celery_worker.finished) == 6
     assert subjects_to(researcher.email).count(APPROVED_SUBJECT) == 1
 
 
@@ -85,7 +93,7 @@ def test_no_submission_email_when_the_transaction_rolls_back(celery_worker, rese
     celery_worker.wait_until_idle()
     wait_for(lambda: mail.outbox, what="the submission e-mail")
 
-    assert len(celery_worker.published) == 1
+    assert len(celery_worker.published) == 2  # the e-mail and the screening of the kept submission
     assert subjects_to(researcher.email) == [RECEIVED_SUBJECT]
     assert len(mail.outbox) == 1
     assert list(SentEmail.objects.values_list("key", flat=True)) == [f"application:{kept.pk}:submitted"]

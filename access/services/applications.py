@@ -1,4 +1,5 @@
-"""Applications: submitting, approving, rejecting, withdrawing."""
+"""Applications: submitting, withdrawing, and the approval and rejection steps shared by
+reviewers (access.services.decisions) and automatic decisions."""
 
 from __future__ import annotations
 
@@ -12,8 +13,14 @@ from access.audit import audit_record
 from access.errors import InvalidInput, InvalidTransition, NotAllowed
 from access.models import Application, Review
 from access.questions import clean_answers
+from access.selectors import review_states
+from access.services.assignment import application_assign
+
+# Reviewers' decisions live in access.services.decisions; importable from here too.
+from access.services.decisions import application_approve, application_reject  # noqa: F401
 from access.services.grants import MAX_REASON_LENGTH, grant_create
 from access.services.licenses import license_accept
+from access.services.renewals import grant_extend
 from releases.models import Tier
 
 MAX_AFFILIATION_LENGTH = 200
@@ -82,6 +89,8 @@ def application_submit(
                 _approve(application, reviewer=None, reason="Approved automatically.")
             else:
                 _notify(application, "submitted")
+                application_assign(application=application)
+                _screen(application)
     except IntegrityError:
         # Two submissions raced past the policy check; the partial unique index caught the second.
         raise NotAllowed(
@@ -100,37 +109,47 @@ def _locked_pending(application_id: int, reviewer) -> Application:
         raise NotAllowed("Only the organization's owners and reviewers may decide applications.")
     if application.user_id == reviewer.pk:
         raise NotAllowed("You cannot decide your own application.", code="own_application")
-    if application.status != Application.Status.PENDING:
+    if application.status not in Application.AWAITING_DECISION:
         raise InvalidTransition(f"This application is already {application.get_status_display().lower()}.")
-    return application
-
-
-def application_approve(*, application_id: int, reviewer, reason: str = "") -> Application:
-    """Approve a pending application and create its grant, in the same transaction."""
-    if len(reason) > MAX_REASON_LENGTH:
-        raise InvalidInput(f"A reason may have at most {MAX_REASON_LENGTH} characters.")
-    with transaction.atomic():
-        application = _locked_pending(application_id, reviewer)
-        _approve(application, reviewer=reviewer, reason=reason.strip())
+    if policy.appeal_conflict(reviewer, application):
+        raise NotAllowed(
+            "You rejected this application; another reviewer decides its appeal.", code="appeal_conflict"
+        )
+    refusal = policy.assignment_refusal(
+        reviewer,
+        application,
+        roles=policy.roles_in(reviewer, application.tier.release.model.organization),
+        state=review_states([application])[application.pk],
+    )
+    if refusal is not None:
+        raise NotAllowed(refusal.message, code=refusal.code)
     return application
 
 
 def _approve(application: Application, *, reviewer, reason: str) -> None:
     if reviewer is not None:
         Review.objects.create(
-            application=application, reviewer=reviewer, decision=Review.Decision.APPROVE, reason=reason
+            application=application,
+            reviewer=reviewer,
+            decision=Review.Decision.APPROVE,
+            reason=reason,
+            revision=application.revision,
         )
     application.status = Application.Status.APPROVED
     application.decided_at = timezone.now()
     application.decision_reason = reason
     application.save(update_fields=["status", "decided_at", "decision_reason"])
-    grant_create(
-        user=application.user,
-        tier=application.tier,
-        license_acceptance=application.license_acceptance,
-        application=application,
-        actor=reviewer,
-    )
+    if application.kind == Application.Kind.RENEWAL:
+        # A renewal extends the grant it renews instead of creating another (access/services/renewals.py).
+        grant_extend(grant_id=application.renews_id, application=application, actor=reviewer)
+    else:
+        grant_create(
+            user=application.user,
+            tier=application.tier,
+            license_acceptance=application.license_acceptance,
+            application=application,
+            actor=reviewer,
+        )
     audit_record(
         action="application.approved",
         target=application,
@@ -140,35 +159,40 @@ def _approve(application: Application, *, reviewer, reason: str) -> None:
     _notify(application, "approved")
 
 
-def application_reject(*, application_id: int, reviewer, reason: str) -> Application:
-    """Reject a pending application. The reason is shown to the applicant."""
-    reason = reason.strip()
-    if not reason:
-        raise InvalidInput("Give the applicant a reason for the rejection.", code="reason_missing")
-    if len(reason) > MAX_REASON_LENGTH:
-        raise InvalidInput(
-            f"A reason may have at most {MAX_REASON_LENGTH} characters.", code="reason_too_long"
-        )
-    with transaction.atomic():
-        application = _locked_pending(application_id, reviewer)
+def _reject(application: Application, *, reviewer, reason: str) -> None:
+    if reviewer is not None:
         Review.objects.create(
             application=application, reviewer=reviewer, decision=Review.Decision.REJECT, reason=reason
         )
-        application.status = Application.Status.REJECTED
-        application.decided_at = timezone.now()
-        application.decision_reason = reason
-        application.save(update_fields=["status", "decided_at", "decision_reason"])
-        audit_record(
-            action="application.rejected", target=application, actor=reviewer, payload={"reason": reason}
-        )
-        _notify(application, "rejected")
-    return application
+    application.status = Application.Status.REJECTED
+    application.decided_at = timezone.now()
+    application.decision_reason = reason
+    application.save(update_fields=["status", "decided_at", "decision_reason"])
+    audit_record(
+        action="application.rejected",
+        target=application,
+        actor=reviewer,
+        payload={"reason": reason, "automatic": reviewer is None},
+    )
+    _notify(application, "rejected")
+
+
+def application_decide_automatically(*, application: Application, approve: bool, reason: str) -> None:
+    """Screening's decision on a pending application that the caller has locked, in the caller's
+    transaction: the reviewers' approve and reject paths without a reviewer (no Review row, audit
+    actor None, the applicant told as for any decision)."""
+    if application.status != Application.Status.PENDING:
+        raise InvalidTransition(f"This application is already {application.get_status_display().lower()}.")
+    if approve:
+        _approve(application, reviewer=None, reason=reason)
+    else:
+        _reject(application, reviewer=None, reason=reason[:MAX_REASON_LENGTH])
 
 
 def application_withdraw(*, application_id: int, user) -> Application:
     with transaction.atomic():
         application = Application.objects.select_for_update().get(pk=application_id, user=user)
-        if application.status != Application.Status.PENDING:
+        if application.status not in Application.OPEN_STATUSES:
             raise InvalidTransition(
                 f"This application is already {application.get_status_display().lower()}."
             )
@@ -177,6 +201,13 @@ def application_withdraw(*, application_id: int, user) -> Application:
         application.save(update_fields=["status", "decided_at"])
         audit_record(action="application.withdrawn", target=application, actor=user)
     return application
+
+
+def _screen(application: Application) -> None:
+    """Screen it after commit (access.screening); screening may decide it."""
+    from access.tasks import screen_application
+
+    screen_application.delay_on_commit(application.pk)
 
 
 def _notify(application: Application, event: str) -> None:

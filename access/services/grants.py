@@ -5,13 +5,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from access import policy
 from access.audit import audit_record
 from access.errors import InvalidInput, InvalidTransition, NotAllowed
+from access.inbox import notify
 from access.models import Application, Grant, Invitation, LicenseAcceptance
 from access.services.licenses import license_accept
+from access.services.renewals import renewal_requests_close
 from releases.models import Tier
 
 MAX_REASON_LENGTH = 2000
@@ -174,6 +177,13 @@ def grant_revoke(*, grant_id: int, actor, reason: str) -> Grant:
         grant.revoke_reason = reason
         grant.save(update_fields=["status", "revoked_at", "revoked_by", "revoke_reason"])
         audit_record(action="grant.revoked", target=grant, actor=actor, payload={"reason": reason})
+        renewal_requests_close(grant=grant, actor=actor)
+        notify(
+            user=grant.user,
+            kind="grant_revoked",
+            message=f"Your access to {grant.tier} was revoked: {reason}",
+            url=reverse("tier-detail", kwargs={"tier_id": grant.tier_id}),
+        )
     return grant
 
 

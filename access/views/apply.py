@@ -11,6 +11,7 @@ from access import policy
 from access.errors import AccessError
 from access.forms import ApplicationForm, LicenseAcceptanceFields
 from access.models import Application
+from access.questions import display_answer
 from access.selectors import application_histories
 from access.services.applications import application_submit
 from access.services.applications import application_withdraw as withdraw
@@ -145,8 +146,11 @@ def application_detail(request, application_id: int):
 
 def _answer_rows(application: Application) -> list[tuple[str, object]]:
     """Answers labelled with the questions as the applicant saw them."""
-    labels = {question["name"]: question["label"] for question in application.questions}
-    return [(labels.get(name, name), value) for name, value in application.answers.items()]
+    questions = {question["name"]: question for question in application.questions}
+    return [
+        (questions[name]["label"] if name in questions else name, display_answer(questions.get(name), value))
+        for name, value in application.answers.items()
+    ]
 
 
 @login_required

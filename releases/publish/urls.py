@@ -4,4 +4,5 @@ urlpatterns = [
     path("", include("releases.publish.urls_workspace")),
     path("", include("releases.publish.urls_uploads")),
     path("", include("releases.publish.urls_rollout")),
+    path("", include("releases.publish.urls_reasons")),
 ]

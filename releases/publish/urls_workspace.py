@@ -43,6 +43,11 @@ urlpatterns = [
         "<slug:org_slug>/releases/<int:release_id>/tiers/new/", views_tiers.tier_new, name="publish-tier-new"
     ),
     path("<slug:org_slug>/tiers/<int:tier_id>/", views_tiers.tier_edit_view, name="publish-tier"),
+    path(
+        "<slug:org_slug>/tiers/<int:tier_id>/form/",
+        views_tiers.tier_application_form_view,
+        name="publish-tier-form",
+    ),
     path("<slug:org_slug>/licenses/", views_licenses.license_list, name="publish-licenses"),
     path("<slug:org_slug>/licenses/<int:license_id>/", views_licenses.license_detail, name="publish-license"),
 ]

@@ -3,7 +3,8 @@
 Creating goes through releases.rollout.tier_create and editing through releases.services.tier_edit
 (terms here, the plan through releases.rollout.tier_update); both check the plan's rules. A
 published release's tiers are shown on its page but not edited here: the rollout timeline holds,
-resumes and opens them.
+resumes and opens them. The application form (questions and screening rules) has its own page,
+releases.application_form.tier_application_form_update, for draft and published tiers alike.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 
+from releases.application_form import tier_application_form_update
 from releases.models import Release, Tier
 from releases.publish.forms import TierForm
+from releases.publish.forms_application import ScreeningRulesForm, question_formset
 from releases.publish.views_models import workspace_release
 from releases.publish.views_workspace import workspace_context, workspace_organization
 from releases.rollout import tier_create
@@ -114,3 +117,45 @@ def _same_second(submitted, stored) -> bool:
     if submitted is None or stored is None:
         return submitted is stored
     return submitted.replace(microsecond=0) == stored.replace(microsecond=0)
+
+
+@login_required
+def tier_application_form_view(request, org_slug: str, tier_id: int):
+    """The form builder and screening rules of an application tier, draft or published: applications
+    keep a copy of the questions they answered, so changing them never touches earlier ones."""
+    organization = workspace_organization(request, org_slug)
+    tier = get_object_or_404(
+        Tier.objects.select_related("release__model__organization"),
+        pk=tier_id,
+        release__model__organization=organization,
+        gate=Tier.Gate.APPLICATION,
+    )
+    data = request.POST if request.method == "POST" else None
+    formset = question_formset(data, tier)
+    rules_form = ScreeningRulesForm(data, initial=ScreeningRulesForm.initial_for(tier), prefix="screening")
+    if data is not None and formset.is_valid() and rules_form.is_valid():
+        questions = formset.questions()
+        try:
+            tier_application_form_update(
+                tier=tier, actor=request.user, questions=questions, **rules_form.settings(questions)
+            )
+        except ReleaseError as error:
+            rules_form.add_error(None, str(error))
+        else:
+            messages.success(request, f"The application form of {tier.name} was saved.")
+            return redirect("publish-tier-form", org_slug=organization.slug, tier_id=tier.pk)
+    invalid = data is not None and (formset.total_error_count() or rules_form.errors)
+    return render(
+        request,
+        "releases/publish/tier_application_form.html",
+        workspace_context(
+            request,
+            organization,
+            formset=formset,
+            rules_form=rules_form,
+            tier=tier,
+            release=tier.release,
+            model=tier.release.model,
+        ),
+        status=400 if invalid else 200,
+    )

@@ -67,7 +67,7 @@ def test_it_emails_the_applicant_once_the_submission_commits(researcher, applica
         application = submit(researcher, application_tier)
         assert emails.outbox == []
 
-    assert len(callbacks) == 1
+    assert len(callbacks) == 2  # the e-mail, and screening (access.screening)
     assert emails.subjects == ["Your application for Llama Lite (Researchers) was received"]
     assert emails.outbox[0].to == ["dana@university.example"]
     assert SentEmail.objects.filter(key=f"application:{application.pk}:submitted").exists()
