@@ -13,7 +13,6 @@ from access.audit import audit_record
 from access.errors import InvalidInput, InvalidTransition, NotAllowed
 from access.models import Application, Review
 from access.questions import clean_answers
-from access.selectors import review_states
 from access.services.assignment import application_assign
 
 # Reviewers' decisions live in access.services.decisions; importable from here too.
@@ -99,33 +98,6 @@ def application_submit(
     return application
 
 
-def _locked_pending(application_id: int, reviewer) -> Application:
-    application = (
-        Application.objects.select_for_update(of=("self",))
-        .select_related("tier__release__model__organization", "user")
-        .get(pk=application_id)
-    )
-    if not policy.can_review(reviewer, application.tier.release.model.organization):
-        raise NotAllowed("Only the organization's owners and reviewers may decide applications.")
-    if application.user_id == reviewer.pk:
-        raise NotAllowed("You cannot decide your own application.", code="own_application")
-    if application.status not in Application.AWAITING_DECISION:
-        raise InvalidTransition(f"This application is already {application.get_status_display().lower()}.")
-    if policy.appeal_conflict(reviewer, application):
-        raise NotAllowed(
-            "You rejected this application; another reviewer decides its appeal.", code="appeal_conflict"
-        )
-    refusal = policy.assignment_refusal(
-        reviewer,
-        application,
-        roles=policy.roles_in(reviewer, application.tier.release.model.organization),
-        state=review_states([application])[application.pk],
-    )
-    if refusal is not None:
-        raise NotAllowed(refusal.message, code=refusal.code)
-    return application
-
-
 def _approve(application: Application, *, reviewer, reason: str) -> None:
     if reviewer is not None:
         Review.objects.create(
@@ -159,11 +131,8 @@ def _approve(application: Application, *, reviewer, reason: str) -> None:
     _notify(application, "approved")
 
 
-def _reject(application: Application, *, reviewer, reason: str) -> None:
-    if reviewer is not None:
-        Review.objects.create(
-            application=application, reviewer=reviewer, decision=Review.Decision.REJECT, reason=reason
-        )
+def _reject_automatically(application: Application, *, reason: str) -> None:
+    """Screening's rejection: no reviewer, so no Review row; the audit actor is None."""
     application.status = Application.Status.REJECTED
     application.decided_at = timezone.now()
     application.decision_reason = reason
@@ -171,8 +140,8 @@ def _reject(application: Application, *, reviewer, reason: str) -> None:
     audit_record(
         action="application.rejected",
         target=application,
-        actor=reviewer,
-        payload={"reason": reason, "automatic": reviewer is None},
+        actor=None,
+        payload={"reason": reason, "automatic": True},
     )
     _notify(application, "rejected")
 
@@ -186,7 +155,7 @@ def application_decide_automatically(*, application: Application, approve: bool,
     if approve:
         _approve(application, reviewer=None, reason=reason)
     else:
-        _reject(application, reviewer=None, reason=reason[:MAX_REASON_LENGTH])
+        _reject_automatically(application, reason=reason[:MAX_REASON_LENGTH])
 
 
 def application_withdraw(*, application_id: int, user) -> Application:
