@@ -32,7 +32,7 @@ from access.errors import InvalidInput
 from access.questions import validate_question_schema
 from releases.announcements import watch_start, watch_stop, watchers_notify_pending
 from releases.models import Artifact, Release, Tier
-from releases.services import ReleaseError, tier_open, tiers_open_due
+from releases.services import MAX_APPROVALS_REQUIRED, ReleaseError, tier_open, tiers_open_due
 
 # The services other modules call (the publisher workspace's forms among them); the watch services
 # live with the announcements they lead to, and are offered here too.
@@ -192,6 +192,7 @@ def tier_create(
     artifact_patterns: list[str] | None = None,
     grant_duration_days: int | None = None,
     review_days: int = 14,
+    approvals_required: int = 1,
     questions: list | None = None,
     description: str = "",
     actor=None,
@@ -210,6 +211,8 @@ def tier_create(
         raise ReleaseError(f"A tier's name has 1 to {MAX_TIER_NAME_LENGTH} characters.")
     if not 0 <= position <= MAX_POSITION:
         raise ReleaseError(f"A tier's position is between 0 and {MAX_POSITION}.")
+    if not 1 <= approvals_required <= MAX_APPROVALS_REQUIRED:
+        raise ReleaseError(f"An application needs 1 to {MAX_APPROVALS_REQUIRED} approvals.")
     _schedule(opens_at, opens_after)
     _check_date(closes_at, "The closing date")
     try:
@@ -232,6 +235,7 @@ def tier_create(
             position=position,
             grant_duration_days=grant_duration_days,
             review_days=review_days,
+            approvals_required=approvals_required,
             questions=questions or [],
             description=description,
         )

@@ -229,8 +229,18 @@ def tiers_open_due(*, now: datetime | None = None) -> list[int]:
 MAX_TIER_DESCRIPTION_LENGTH = 5000
 MAX_GRANT_DURATION_DAYS = 36_500
 MAX_REVIEW_DAYS = 365
+MAX_APPROVALS_REQUIRED = 5
 TIER_TERMS = frozenset(
-    {"name", "description", "gate", "approval", "license", "grant_duration_days", "review_days"}
+    {
+        "name",
+        "description",
+        "gate",
+        "approval",
+        "license",
+        "grant_duration_days",
+        "review_days",
+        "approvals_required",
+    }
 )
 
 
@@ -269,13 +279,16 @@ def _check_tier_terms(tier: Tier, organization_id: int) -> None:
         raise ReleaseError(f"A grant lasts 1 to {MAX_GRANT_DURATION_DAYS} days, or leave it empty for ever.")
     if not 1 <= tier.review_days <= MAX_REVIEW_DAYS:
         raise ReleaseError(f"The review time is 1 to {MAX_REVIEW_DAYS} days.")
+    if not 1 <= tier.approvals_required <= MAX_APPROVALS_REQUIRED:
+        raise ReleaseError(f"An application needs 1 to {MAX_APPROVALS_REQUIRED} approvals.")
 
 
 def tier_edit(*, tier: Tier, actor, terms: dict, plan: dict) -> Tier:
     """Change a tier of a draft release, all or nothing: its ``terms`` (name, description, gate,
-    approval, license, grant duration, review days) here, its ``plan`` (position, dates, files)
-    through releases.rollout.tier_update, which checks the plan's rules. A published release's
-    tiers keep their terms; only the rollout plan of their release may still move."""
+    approval, license, grant duration, review days, approvals required) here, its ``plan``
+    (position, dates, files) through releases.rollout.tier_update, which checks the plan's rules.
+    A published release's tiers keep their terms; only the rollout plan of their release may still
+    move."""
     from releases.rollout import tier_update  # rollout imports this module
 
     unknown = set(terms) - TIER_TERMS

@@ -12,6 +12,7 @@ from releases.members import MAX_EMAIL_LENGTH
 from releases.models import Membership, Release, Tier, slug_validator
 from releases.rollout import MAX_ARTIFACT_PATTERN_LENGTH, MAX_ARTIFACT_PATTERNS, MAX_POSITION
 from releases.services import (
+    MAX_APPROVALS_REQUIRED,
     MAX_GRANT_DURATION_DAYS,
     MAX_MODEL_CARD_LENGTH,
     MAX_MODEL_NAME_LENGTH,
@@ -140,6 +141,12 @@ class TierForm(forms.Form):
     review_days = forms.IntegerField(
         min_value=1, max_value=MAX_REVIEW_DAYS, initial=14, help_text="Decision expected within these days."
     )
+    approvals_required = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_APPROVALS_REQUIRED,
+        initial=1,
+        help_text="Reviewers who must approve an application (application tiers with manual review).",
+    )
 
     def __init__(self, *args, release: Release, **kwargs):
         super().__init__(*args, **kwargs)
@@ -168,6 +175,7 @@ class TierForm(forms.Form):
             "closes_at": tier.closes_at,
             "grant_duration_days": tier.grant_duration_days,
             "review_days": tier.review_days,
+            "approvals_required": tier.approvals_required,
         }
 
     def clean(self):
@@ -223,6 +231,7 @@ class TierForm(forms.Form):
             "license": data["license"],
             "grant_duration_days": data["grant_duration_days"],
             "review_days": data["review_days"],
+            "approvals_required": data["approvals_required"],
         }
 
 

@@ -651,6 +651,7 @@ def tier_form(license, *artifacts, **overrides) -> dict:
         "closes_at": "",
         "grant_duration_days": 365,
         "review_days": 10,
+        "approvals_required": 1,
     }
     data.update(overrides)
     return data
@@ -663,11 +664,12 @@ def test_publisher_adds_a_tier_with_chosen_files_opening_30_days_after_day_zero(
 
     response = client.post(
         url("publish-tier-new", org_slug="acme", release_id=draft.pk),
-        tier_form(research_license, weights, config_file),
+        tier_form(research_license, weights, config_file, approvals_required=2),
     )
 
     assert response.status_code == 302, text_of(response)
     tier = Tier.objects.get(release=draft, name="Researchers")
+    assert tier.approvals_required == 2
     assert (tier.gate, tier.approval, tier.license, tier.position) == (
         "application",
         "manual",
@@ -727,6 +729,7 @@ def test_publisher_adds_a_tier_by_path_pattern_on_a_date_with_a_closing_date(
         ({"name": "n" * 121}, "at most 120 characters"),
         ({"gate": "secret_handshake"}, "Select a valid choice."),
         ({"review_days": 0}, "greater than or equal to 1"),
+        ({"approvals_required": 6}, "less than or equal to 5"),
         ({"opens_after_days": 1}, "before 'Red team'"),
     ],
 )
