@@ -13,21 +13,12 @@ from access.reminders import review_reminders_send
 from access.services.grant_reminders import grant_expiry_reminders_send
 from access.services.grants import grants_expire_due
 from access.services.outcomes import applications_expire_stale
+from portal.celery import EMAIL_TASK_OPTIONS
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(
-    autoretry_for=(SMTPException, OSError),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=8,
-    # Both limits: the project-wide soft limit (CELERY_TASK_SOFT_TIME_LIMIT, 240 s) above a
-    # 60 s hard limit makes Celery refuse to enqueue the task at all.
-    soft_time_limit=50,
-    time_limit=60,
-)
+@shared_task(**EMAIL_TASK_OPTIONS)
 def send_application_email(application_id: int, event: str) -> bool:
     """E-mail the applicant about ``event``; a redelivered task sends nothing twice."""
     return notifications.send_application_email(application_id=application_id, event=event)
@@ -41,29 +32,13 @@ def expire_due_grants() -> int:
     return count
 
 
-@shared_task(
-    autoretry_for=(SMTPException, OSError),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=8,
-    soft_time_limit=50,
-    time_limit=60,
-)
+@shared_task(**EMAIL_TASK_OPTIONS)
 def send_notification_email(notification_id: int) -> bool:
     """E-mail one in-app notification to a user who wants them at once; sent at most once."""
     return inbox.send_notification_email(notification_id=notification_id)
 
 
-@shared_task(
-    autoretry_for=(SMTPException, OSError),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=8,
-    soft_time_limit=50,
-    time_limit=60,
-)
+@shared_task(**EMAIL_TASK_OPTIONS)
 def send_notification_backlog(user_id: int) -> int:
     """E-mail a user who switched to immediate e-mails what was waiting for their digest, once."""
     return inbox.notification_backlog_send(user_id=user_id)

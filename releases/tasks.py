@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from smtplib import SMTPException
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
+from portal.celery import EMAIL_TASK_OPTIONS
 from portal.storage import StorageUnavailable
 from releases import rollout, uploads
 from releases.members import invitation_email_send
@@ -34,15 +34,7 @@ def open_due_tiers() -> list[int]:
     return rollout_tick()
 
 
-@shared_task(
-    autoretry_for=(SMTPException, OSError),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=8,
-    soft_time_limit=50,
-    time_limit=60,
-)
+@shared_task(**EMAIL_TASK_OPTIONS)
 def send_organization_invitation_email(invitation_id: int) -> bool:
     """E-mail an organization invitation's link; a redelivered task sends nothing twice."""
     return invitation_email_send(invitation_id=invitation_id)
