@@ -26,6 +26,21 @@ MAX_AFFILIATION_LENGTH = 200
 MAX_INTENDED_USE_LENGTH = 5000
 
 
+def clean_statement(*, affiliation: str, intended_use: str) -> tuple[str, str]:
+    """The applicant's affiliation and intended use, stripped; InvalidInput when empty or too long."""
+    affiliation, intended_use = affiliation.strip(), intended_use.strip()
+    if not affiliation or len(affiliation) > MAX_AFFILIATION_LENGTH:
+        raise InvalidInput(
+            f"Give your affiliation, in at most {MAX_AFFILIATION_LENGTH} characters.", code="affiliation"
+        )
+    if not intended_use or len(intended_use) > MAX_INTENDED_USE_LENGTH:
+        raise InvalidInput(
+            f"Describe your intended use, in at most {MAX_INTENDED_USE_LENGTH} characters.",
+            code="intended_use",
+        )
+    return affiliation, intended_use
+
+
 def application_submit(
     *,
     user,
@@ -42,16 +57,7 @@ def application_submit(
     An auto-approval tier approves it at once (and creates the grant); otherwise it
     waits for a reviewer. The applicant is e-mailed after commit.
     """
-    affiliation, intended_use = affiliation.strip(), intended_use.strip()
-    if not affiliation or len(affiliation) > MAX_AFFILIATION_LENGTH:
-        raise InvalidInput(
-            f"Give your affiliation, in at most {MAX_AFFILIATION_LENGTH} characters.", code="affiliation"
-        )
-    if not intended_use or len(intended_use) > MAX_INTENDED_USE_LENGTH:
-        raise InvalidInput(
-            f"Describe your intended use, in at most {MAX_INTENDED_USE_LENGTH} characters.",
-            code="intended_use",
-        )
+    affiliation, intended_use = clean_statement(affiliation=affiliation, intended_use=intended_use)
     cleaned_answers = clean_answers(tier.questions, answers)
     try:
         with transaction.atomic():
@@ -89,7 +95,7 @@ def application_submit(
             else:
                 _notify(application, "submitted")
                 application_assign(application=application)
-                _screen(application)
+                screen_after_commit(application)
     except IntegrityError:
         # Two submissions raced past the policy check; the partial unique index caught the second.
         raise NotAllowed(
@@ -172,7 +178,7 @@ def application_withdraw(*, application_id: int, user) -> Application:
     return application
 
 
-def _screen(application: Application) -> None:
+def screen_after_commit(application: Application) -> None:
     """Screen it after commit (access.screening); screening may decide it."""
     from access.tasks import screen_application
 

@@ -21,7 +21,7 @@ from access.inbox import notify
 from access.models import Application, ApplicationRevision, Review, User
 from access.questions import clean_answers
 from access.selectors import review_states
-from access.services.applications import MAX_AFFILIATION_LENGTH, MAX_INTENDED_USE_LENGTH, _screen
+from access.services.applications import clean_statement, screen_after_commit
 from access.services.assignment import next_reviewer
 from access.services.grants import MAX_REASON_LENGTH
 from releases.models import Membership, Tier
@@ -113,16 +113,7 @@ def application_resubmit(
     so a tier whose form changed in the meantime does not break it; the license
     acceptance given with the first submission still stands.
     """
-    affiliation, intended_use = affiliation.strip(), intended_use.strip()
-    if not affiliation or len(affiliation) > MAX_AFFILIATION_LENGTH:
-        raise InvalidInput(
-            f"Give your affiliation, in at most {MAX_AFFILIATION_LENGTH} characters.", code="affiliation"
-        )
-    if not intended_use or len(intended_use) > MAX_INTENDED_USE_LENGTH:
-        raise InvalidInput(
-            f"Describe your intended use, in at most {MAX_INTENDED_USE_LENGTH} characters.",
-            code="intended_use",
-        )
+    affiliation, intended_use = clean_statement(affiliation=affiliation, intended_use=intended_use)
     with transaction.atomic():
         application = (
             Application.objects.select_for_update(of=("self",))
@@ -178,7 +169,7 @@ def application_resubmit(
             payload={"revision": application.revision},
         )
         # The new revision is screened again; screening may decide it, as on a first submission.
-        _screen(application)
+        screen_after_commit(application)
         reviewer = application.assigned_to or _last_returned_by(application)
         if reviewer is not None:
             notify(
