@@ -18,6 +18,7 @@ from access.models import (
     AccessToken,
     Application,
     ApplicationRevision,
+    AuditChainHead,
     AuditEvent,
     DownloadEvent,
     Grant,
@@ -317,6 +318,12 @@ class AuditEventAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     list_select_related = ("actor",)
     raw_id_fields = ("actor",)
+
+
+@admin.register(AuditChainHead)
+class AuditChainHeadAdmin(ReadOnlyAdmin):
+    list_display = ("id", "row_hash")
+    search_fields = ("row_hash",)
 
 
 @admin.register(SentEmail)

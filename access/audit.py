@@ -1,10 +1,11 @@
 """Writing and verifying the hash-chained audit log.
 
 Each row stores the hash of the row before it and its own hash over its content
-and that previous hash. Writers serialise on a PostgreSQL advisory lock held until
-their transaction ends, so the chain never forks; SQLite (the demo) serialises
-writers by itself. Rows are written inside the transaction of the change they
-record, so a change and its audit row commit or roll back together.
+and that previous hash. Writers serialise on the single AuditChainHead row
+(``SELECT … FOR UPDATE``, held until their transaction ends) and move it to their
+last event's hash, so the chain never forks; SQLite (the demo) serialises writers by
+itself. Rows are written inside the transaction of the change they record, so a
+change and its audit row commit or roll back together.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Model
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
-from access.models import AuditEvent
+from access.models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
-# Any constant: the advisory lock that serialises writers of the audit chain.
-_AUDIT_LOCK_KEY = 7_245_310_001
 
 
 def _row_hash(event: AuditEvent) -> str:
@@ -56,6 +56,7 @@ def audit_record(
         previous_hash,
     )
     event.save()
+    _advance_head(event.row_hash)
     return event
 
 
@@ -85,18 +86,91 @@ def audit_record_many(entries: Sequence[AuditEntry]) -> list[AuditEvent]:
         event = _chained_event(entry, previous_hash)
         events.append(event)
         previous_hash = event.row_hash
-    return AuditEvent.objects.bulk_create(events)
+    events = AuditEvent.objects.bulk_create(events)
+    _advance_head(previous_hash)
+    return events
+
+
+def audit_record_with_row(
+    *, row: Model, action: str, actor=None, payload=None, ip_address=None
+) -> AuditEvent:
+    """Insert the new ``row`` and its audit event; on PostgreSQL in two statements.
+
+    For the download routes, which must stay within a few queries per URL: the first
+    statement locks the chain head and draws ``row``'s id from its sequence, the second
+    inserts both rows and moves the head (one statement with data-modifying CTEs). The
+    INSERTs are compiled by Django's own InsertQuery, so values are adapted exactly as
+    ``save()`` would. Elsewhere it is ``row.save()`` followed by ``audit_record``.
+    Must run inside a transaction.
+    """
+    if connection.vendor != "postgresql":
+        row.save()
+        return audit_record(action=action, target=row, actor=actor, payload=payload, ip_address=ip_address)
+    _require_transaction()
+    table = row._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT h.row_hash, nextval(pg_get_serial_sequence(%s, 'id')) "  # noqa: S608 - table name from the model
+            f"FROM {AuditChainHead._meta.db_table} h WHERE h.id = %s FOR UPDATE",
+            [table, AuditChainHead.SINGLETON_ID],
+        )
+        found = cursor.fetchone()
+    if found is None:
+        # The head row is gone (a test database flushed between tests): recreate it, then retry.
+        _lock_chain()
+        return audit_record_with_row(
+            row=row, action=action, actor=actor, payload=payload, ip_address=ip_address
+        )
+    previous_hash, row.pk = found
+    event = _chained_event(
+        AuditEntry(action=action, target=row, actor=actor, payload=payload, ip_address=ip_address),
+        previous_hash,
+    )
+    row_sql, row_params = _insert_sql(row)
+    event_sql, event_params = _insert_sql(event)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH new_row AS ({row_sql}), new_event AS ({event_sql}) "  # noqa: S608 - compiled by Django
+            f"UPDATE {AuditChainHead._meta.db_table} SET row_hash = %s WHERE id = %s",
+            [*row_params, *event_params, event.row_hash, AuditChainHead.SINGLETON_ID],
+        )
+    row._state.adding = False
+    row._state.db = connection.alias
+    return event
+
+
+def _insert_sql(instance: Model) -> tuple[str, tuple]:
+    fields = [field for field in instance._meta.concrete_fields if field.primary_key is False or instance.pk]
+    query = InsertQuery(type(instance))
+    query.insert_values(fields, [instance])
+    [(sql, params)] = query.get_compiler(connection=connection).as_sql()
+    return sql, tuple(params)
+
+
+def _require_transaction() -> None:
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("audit_record must run inside the transaction of the change it records")
 
 
 def _lock_chain() -> str:
-    """Take the chain's lock for the rest of the transaction; return the hash of its last row."""
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("audit_record must run inside the transaction of the change it records")
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_AUDIT_LOCK_KEY])
-    last_hash = AuditEvent.objects.order_by("-id").values_list("row_hash", flat=True).first()
-    return last_hash or GENESIS_HASH
+    """Lock the chain's head row for the rest of the transaction; return the newest row's hash."""
+    _require_transaction()
+    heads = AuditChainHead.objects.select_for_update().filter(pk=AuditChainHead.SINGLETON_ID)
+    head_hash = heads.values_list("row_hash", flat=True).first()
+    if head_hash is None:
+        # Only after the table was emptied (a flushed test database): start it again at the
+        # newest event. Two writers racing here both insert-or-ignore, then queue on the lock.
+        newest = AuditEvent.objects.order_by("-id").values_list("row_hash", flat=True).first()
+        AuditChainHead.objects.bulk_create(
+            [AuditChainHead(pk=AuditChainHead.SINGLETON_ID, row_hash=newest or GENESIS_HASH)],
+            ignore_conflicts=True,
+        )
+        head_hash = heads.values_list("row_hash", flat=True).first()
+    return head_hash
+
+
+def _advance_head(row_hash: str) -> None:
+    AuditChainHead.objects.filter(pk=AuditChainHead.SINGLETON_ID).update(row_hash=row_hash)
 
 
 def _chained_event(entry: AuditEntry, previous_hash: str) -> AuditEvent:
@@ -125,14 +199,30 @@ class ChainBreak:
 
 
 def audit_verify(batch_size: int = 2000) -> ChainBreak | None:
-    """Walk the chain in order; return the first row that does not fit, or None."""
+    """Walk the chain in order; return the first row that does not fit, or None.
+
+    The head row is read first and must name a row of the chain (or the genesis hash when
+    there is none): deleting the newest rows then shows, unless the head was moved back too.
+    Events appended while the walk runs come after the head and are checked like the rest.
+    """
+    head_hash = (
+        AuditChainHead.objects.filter(pk=AuditChainHead.SINGLETON_ID)
+        .values_list("row_hash", flat=True)
+        .first()
+    )
+    head_seen = head_hash in (None, GENESIS_HASH)
     expected_previous = GENESIS_HASH
+    last_id = 0
     for event in _iterate_events(batch_size):
         if event.previous_hash != expected_previous:
             return ChainBreak(event.pk, "its previous_hash does not match the row before it")
         if _row_hash(event) != event.row_hash:
             return ChainBreak(event.pk, "its content does not match its row_hash")
         expected_previous = event.row_hash
+        head_seen = head_seen or event.row_hash == head_hash
+        last_id = event.pk
+    if not head_seen:
+        return ChainBreak(last_id, "the chain's head names no row: the newest rows were removed")
     return None
 
 

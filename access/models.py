@@ -368,9 +368,19 @@ class Invitation(models.Model):
 
 
 class AccessToken(models.Model):
-    """A personal access token for command-line downloads. Only its sha256 is stored."""
+    """A personal access token for scripts and the API. Only its sha256 is stored.
+
+    Scopes bound what a token may do: ``read`` (catalogue, gate status, files, own
+    applications), ``download`` (issue download URLs) and ``manage`` (publish, upload and
+    review as the user's organization roles allow). A token past ``expires_at`` is refused.
+    """
 
     PREFIX = "gh_"
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read: catalogue, gate status, files, your applications"
+        DOWNLOAD = "download", "Download: issue download URLs for files you may have"
+        MANAGE = "manage", "Manage: upload, publish and review, as your roles allow"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="access_tokens")
     name = models.CharField(max_length=100)
@@ -380,12 +390,19 @@ class AccessToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # A list of Scope values. Tokens made before scopes existed were migrated to all three.
+    scopes = models.JSONField(default=list)
+    # Null only for tokens made before expiry existed; new tokens always expire.
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.hint}…)"
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
 
     @staticmethod
     def hash_token(raw: str) -> str:
@@ -452,6 +469,23 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise RuntimeError("Audit events are append-only.")
+
+
+class AuditChainHead(models.Model):
+    """The hash of the newest audit event: one row, locked by every writer of the chain.
+
+    Writers take ``SELECT … FOR UPDATE`` on this row, chain their events onto its hash and
+    move it forward in the same transaction (access/audit.py). Locking a row rather than
+    taking an advisory lock lets the download path read the head in the same statement
+    that locks it. ``audit_verify`` also checks that the head matches the newest event.
+    """
+
+    SINGLETON_ID = 1
+
+    row_hash = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return self.row_hash
 
 
 class SentEmail(models.Model):

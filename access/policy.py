@@ -105,11 +105,26 @@ def reapply_date(user, tier: Tier, *, now: datetime | None = None) -> datetime |
 # --- Accounts -------------------------------------------------------------------------------
 
 
+_EMAIL_VERIFIED_MEMO = "_gatehouse_email_verified"
+
+
 def has_verified_email(user) -> bool:
-    """Applying and downloading need an account whose e-mail address is verified."""
+    """Applying and downloading need an account whose e-mail address is verified.
+
+    Token authentication reads the answer with the token and remembers it on the user
+    object for the rest of the request (``remember_email_verified``), saving a query on
+    every download URL a script asks for.
+    """
     if not user.is_authenticated:
         return False
+    memo = getattr(user, _EMAIL_VERIFIED_MEMO, None)
+    if memo is not None:
+        return memo
     return EmailAddress.objects.filter(user=user, email__iexact=user.email, verified=True).exists()
+
+
+def remember_email_verified(user, verified: bool) -> None:
+    setattr(user, _EMAIL_VERIFIED_MEMO, bool(verified))
 
 
 # --- A user's standing on a tier ------------------------------------------------------------
@@ -403,14 +418,24 @@ class DownloadDecision:
     action_url: str = ""
 
 
-def download_decision(user, artifact: Artifact, *, now: datetime | None = None) -> DownloadDecision:
+def download_decision(
+    user,
+    artifact: Artifact,
+    *,
+    tiers: list[Tier] | None = None,
+    grants: list[Grant] | None = None,
+    now: datetime | None = None,
+) -> DownloadDecision:
     """May ``user`` download ``artifact`` at this moment, and under which tier and grant?
 
     Checked on every download URL issued: a revoked or expired grant stops working on
-    the very next request. Three queries whatever the number of tiers and grants.
+    the very next request. Callers that loaded the artifact's tiers (and the user's grants
+    on them, newest first, with ``with_license_state``) pass them; otherwise three queries.
     """
     now = now or timezone.now()
-    tiers = [tier for tier in artifact.tiers.all() if tier.is_open]
+    if tiers is None:
+        tiers = list(artifact.tiers.all())
+    tiers = [tier for tier in tiers if tier.is_open]
     if not tiers:
         return DownloadDecision(False, "not_open", "No tier that includes this file is open yet.")
     for tier in tiers:
@@ -423,12 +448,11 @@ def download_decision(user, artifact: Artifact, *, now: datetime | None = None) 
             "Verify your e-mail address before downloading.",
             action_url=reverse("account_email"),
         )
-    grants = list(
-        Grant.objects.filter(user=user, tier__in=tiers)
-        .with_license_state()
-        .select_related("license_acceptance")
-        .order_by("-granted_at")
-    )
+    if grants is None:
+        grants = list(download_grants(user, tiers))
+    else:
+        open_tier_ids = {tier.pk for tier in tiers}
+        grants = [grant for grant in grants if grant.tier_id in open_tier_ids]
     outdated_grant = None
     for grant in grants:
         if grant.status == Grant.Status.ACTIVE and (grant.expires_at is None or grant.expires_at > now):
@@ -475,6 +499,16 @@ def download_decision(user, artifact: Artifact, *, now: datetime | None = None) 
         "no_grant",
         "You do not have access to this file. Request access on the tier's page.",
         action_url=apply_url,
+    )
+
+
+def download_grants(user, tiers):
+    """The user's grants on ``tiers``, newest first, as ``download_decision`` reads them."""
+    return (
+        Grant.objects.filter(user=user, tier__in=tiers)
+        .with_license_state()
+        .select_related("license_acceptance", "tier")
+        .order_by("-granted_at")
     )
 
 

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from access import policy
 from access.models import Application, AuditEvent, Grant, Invitation, Review
-from releases.models import Membership, Tier
+from releases.models import Artifact, Membership, Release, Tier
 
 
 def standings_for_tiers(user, tiers: list[Tier]) -> dict[int, policy.TierStanding]:
@@ -92,3 +92,28 @@ def review_states(applications: list[Application]) -> dict[int, policy.ReviewSta
             assignee_reviews=(application.assigned_to_id, organization_of[application.pk]) in reviewing,
         )
     return states
+
+
+def downloadable_artifacts(**artifact_filters) -> list[tuple[Artifact, list[Tier]]]:
+    """Files of published releases matching ``artifact_filters`` (Artifact field lookups), each
+    with the tiers that include it, newest release first, in one query.
+
+    Read through the tier-file link table so that a file and its tiers come back together: the
+    download routes must stay within a handful of queries per URL. A file that no tier includes
+    is not downloadable by anyone and is left out.
+    """
+    link = Tier.artifacts.through
+    rows = (
+        link.objects.filter(
+            artifact__release__status=Release.Status.PUBLISHED,
+            **{f"artifact__{lookup}": value for lookup, value in artifact_filters.items()},
+        )
+        .select_related("artifact__release__model__organization", "tier")
+        .order_by("-artifact__release__published_at", "artifact__path", "tier_id")
+    )
+    artifacts: dict[int, Artifact] = {}
+    tiers: dict[int, list[Tier]] = defaultdict(list)
+    for row in rows:
+        artifacts.setdefault(row.artifact_id, row.artifact)
+        tiers[row.artifact_id].append(row.tier)
+    return [(artifact, tiers[pk]) for pk, artifact in artifacts.items()]

@@ -32,6 +32,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "allauth",
     "allauth.account",
+    # django-ninja: the REST API's OpenAPI schema and its Swagger UI, served from its own static files.
+    "ninja",
     "portal",
     "releases",
     "access",
@@ -41,6 +43,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "api.limits.ApiRequestLimits",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -244,6 +247,20 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 # --- Product limits -------------------------------------------------------------------------
 # Personal access tokens a user may hold at once; a leaked-token clean-up stays manageable.
 MAX_ACCESS_TOKENS_PER_USER = 20
+# Every new token expires; its owner picks a lifetime up to the maximum.
+MAX_ACCESS_TOKEN_LIFETIME_DAYS = 365
+ACCESS_TOKEN_DEFAULT_LIFETIME_DAYS = env_int(
+    "ACCESS_TOKEN_DEFAULT_LIFETIME_DAYS", 90, minimum=1, maximum=MAX_ACCESS_TOKEN_LIFETIME_DAYS
+)
+
+# --- API (/api/v1/ and the huggingface_hub routes) -------------------------------------------
+# Requests per token (or per signed-in user) per minute, counted in the shared cache.
+API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 600, minimum=1)
+# A JSON body larger than this is refused with 413 before it is read.
+API_MAX_BODY_BYTES = 64 * 1024
+# Pagination: ?limit= from 1 to the maximum (default page size below), ?offset= from 0.
+API_PAGE_SIZE_DEFAULT = 50
+API_PAGE_SIZE_MAX = 100
 
 LOGGING = {
     "version": 1,

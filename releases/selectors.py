@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Prefetch, Q, QuerySet
 
-from releases.models import Model, Release, Tier
+from releases.models import Membership, Model, Organization, Release, Tier
 
 
 def catalogue_models() -> QuerySet[Model]:
@@ -26,3 +26,15 @@ def published_releases_with_tiers(model: Model) -> list[Release]:
         .order_by("-published_at")
         .prefetch_related(Prefetch("tiers", queryset=tiers))
     )
+
+
+def organizations_with_roles(user) -> list[tuple[Organization, set[str]]]:
+    """Each organization ``user`` belongs to, with their roles in it, in one query."""
+    roles: dict[int, set[str]] = {}
+    organizations: dict[int, Organization] = {}
+    for membership in Membership.objects.filter(user=user).select_related("organization"):
+        organizations[membership.organization_id] = membership.organization
+        roles.setdefault(membership.organization_id, set()).add(membership.role)
+    return [
+        (organizations[pk], roles[pk]) for pk in sorted(organizations, key=lambda pk: organizations[pk].slug)
+    ]

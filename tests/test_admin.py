@@ -12,6 +12,7 @@ from django.utils import timezone
 from access.audit import audit_record
 from access.models import (
     ApplicationRevision,
+    AuditChainHead,
     AuditEvent,
     DownloadEvent,
     Grant,
@@ -31,7 +32,7 @@ from tests.factories import ApplicationFactory
 GATEHOUSE_MODELS = [
     model for model in admin.site._registry if model._meta.app_label in ("access", "releases")
 ]
-READ_ONLY = {ApplicationRevision, AuditEvent, DownloadEvent, LicenseAcceptance, SentEmail}
+READ_ONLY = {ApplicationRevision, AuditChainHead, AuditEvent, DownloadEvent, LicenseAcceptance, SentEmail}
 
 
 @pytest.fixture

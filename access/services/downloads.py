@@ -10,11 +10,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from access import policy
-from access.audit import audit_record
+from access.audit import audit_record_with_row
 from access.errors import NotAllowed
-from access.models import AccessToken, DownloadEvent
+from access.models import AccessToken, DownloadEvent, Grant
 from portal import storage
-from releases.models import Artifact
+from releases.models import Artifact, Tier
 
 
 class DownloadRefused(NotAllowed):
@@ -31,18 +31,72 @@ class IssuedDownload:
 
 
 def download_issue(
-    *, user, artifact: Artifact, ip_address: str | None = None, access_token: AccessToken | None = None
+    *,
+    user,
+    artifact: Artifact,
+    tiers: list[Tier] | None = None,
+    grants: list[Grant] | None = None,
+    ip_address: str | None = None,
+    access_token: AccessToken | None = None,
 ) -> IssuedDownload:
     """Check the user's access at this moment, record a download event and its audit
     row, and return a presigned URL for the artifact's exact object version.
 
-    Raises DownloadRefused (with the policy's decision) when access is refused.
+    Raises DownloadRefused (with the policy's decision) when access is refused. Callers
+    that loaded the artifact's tiers with it (``access.selectors.downloadable_artifacts``)
+    pass them, and with a token-authenticated user the whole issue then costs four
+    queries on PostgreSQL: the grants, and two for the event and its audit row.
     Presigning needs no round trip to the store, so an unreachable store does not
     stop a URL from being issued; the fetch from storage then fails for the client.
     """
-    decision = policy.download_decision(user, artifact)
+    decision = policy.download_decision(user, artifact, tiers=tiers, grants=grants)
     if not decision.allowed:
         raise DownloadRefused(decision)
+    return _issue(
+        user=user, artifact=artifact, decision=decision, ip_address=ip_address, access_token=access_token
+    )
+
+
+def download_issue_newest(
+    *,
+    user,
+    candidates: list[tuple[Artifact, list[Tier]]],
+    ip_address: str | None = None,
+    access_token: AccessToken | None = None,
+) -> IssuedDownload:
+    """Issue a URL for the first of ``candidates`` (newest first) the user may download now.
+
+    For a path asked at a moving revision (the hub's ``main``): the same file in several
+    releases, the user's grants read once for all of them. Refused with the newest
+    candidate's reason when none may be downloaded.
+    """
+    if not candidates:
+        raise ValueError("download_issue_newest needs at least one candidate")
+    all_tiers = [tier for _, tiers in candidates for tier in tiers if tier.is_open]
+    needs_grants = all_tiers and not any(tier.gate == Tier.Gate.OPEN for tier in all_tiers)
+    grants = (
+        list(policy.download_grants(user, all_tiers))
+        if needs_grants and policy.has_verified_email(user)
+        else []
+    )
+    first_refusal = None
+    for artifact, tiers in candidates:
+        decision = policy.download_decision(user, artifact, tiers=tiers, grants=grants)
+        if decision.allowed:
+            return _issue(
+                user=user,
+                artifact=artifact,
+                decision=decision,
+                ip_address=ip_address,
+                access_token=access_token,
+            )
+        first_refusal = first_refusal or decision
+    raise DownloadRefused(first_refusal)
+
+
+def _issue(
+    *, user, artifact: Artifact, decision: policy.DownloadDecision, ip_address, access_token
+) -> IssuedDownload:
     lifetime = settings.DOWNLOAD_URL_LIFETIME_SECONDS
     # Presigning is local computation; it runs before the transaction so that a
     # failure leaves no event behind, and no network I/O happens inside it.
@@ -54,21 +108,21 @@ def download_issue(
     )
     now = timezone.now()
     grant = decision.grant
+    event = DownloadEvent(
+        user=user,
+        artifact=artifact,
+        tier=decision.tier,
+        grant=grant,
+        license_version_id=grant.license_acceptance.license_version_id if grant else None,
+        access_token=access_token,
+        created_at=now,
+        url_expires_at=now + timedelta(seconds=lifetime),
+        ip_address=ip_address,
+    )
     with transaction.atomic():
-        event = DownloadEvent.objects.create(
-            user=user,
-            artifact=artifact,
-            tier=decision.tier,
-            grant=grant,
-            license_version_id=grant.license_acceptance.license_version_id if grant else None,
-            access_token=access_token,
-            created_at=now,
-            url_expires_at=now + timedelta(seconds=lifetime),
-            ip_address=ip_address,
-        )
-        audit_record(
+        audit_record_with_row(
+            row=event,
             action="artifact.downloaded",
-            target=event,
             actor=user,
             ip_address=ip_address,
             payload={

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import timedelta
 
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from access import policy
@@ -21,15 +24,56 @@ from access.models import AccessToken
 
 MAX_TOKEN_NAME_LENGTH = 100
 TOKEN_PATTERN = re.compile(r"gh_[A-Za-z0-9_-]{43}")
+DEFAULT_TOKEN_SCOPES = (AccessToken.Scope.READ, AccessToken.Scope.DOWNLOAD)
+# last_used_at is written at most once per this interval, so that a script issuing
+# thousands of download URLs does not rewrite the token row on every request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-def token_create(*, user, name: str) -> tuple[AccessToken, str]:
-    """Create a token; returns the row and the raw token, which is never stored."""
+def clean_scopes(scopes) -> list[str]:
+    """The scopes as a sorted list of known values; InvalidInput names an unknown one."""
+    known = set(AccessToken.Scope.values)
+    unknown = sorted({str(scope) for scope in scopes} - known)
+    if unknown:
+        raise InvalidInput(
+            f"Unknown scope {', '.join(unknown)}; use {', '.join(AccessToken.Scope.values)}.",
+            code="token_scope_unknown",
+        )
+    if not scopes:
+        raise InvalidInput("Give the token at least one scope.", code="token_scope_missing")
+    return sorted(set(scopes))
+
+
+def clean_lifetime_days(days: int) -> int:
+    if not 1 <= days <= settings.MAX_ACCESS_TOKEN_LIFETIME_DAYS:
+        raise InvalidInput(
+            f"A token lives between 1 and {settings.MAX_ACCESS_TOKEN_LIFETIME_DAYS} days.",
+            code="token_lifetime",
+        )
+    return days
+
+
+def token_create(
+    *,
+    user,
+    name: str,
+    scopes=DEFAULT_TOKEN_SCOPES,
+    lifetime_days: int | None = None,
+) -> tuple[AccessToken, str]:
+    """Create a token; returns the row and the raw token, which is never stored.
+
+    Every new token expires: after ``lifetime_days`` (1 to MAX_ACCESS_TOKEN_LIFETIME_DAYS),
+    by default ACCESS_TOKEN_DEFAULT_LIFETIME_DAYS.
+    """
     name = name.strip()
     if not name or len(name) > MAX_TOKEN_NAME_LENGTH:
         raise InvalidInput(
             f"Name the token, in at most {MAX_TOKEN_NAME_LENGTH} characters.", code="token_name"
         )
+    scopes = clean_scopes(scopes)
+    if lifetime_days is None:
+        lifetime_days = settings.ACCESS_TOKEN_DEFAULT_LIFETIME_DAYS
+    lifetime_days = clean_lifetime_days(lifetime_days)
     if not policy.has_verified_email(user):
         raise NotAllowed("Verify your e-mail address before creating a token.", code="email_unverified")
     with transaction.atomic():
@@ -40,13 +84,22 @@ def token_create(*, user, name: str) -> tuple[AccessToken, str]:
                 code="token_limit",
             )
         raw = AccessToken.PREFIX + secrets.token_urlsafe(32)
+        now = timezone.now()
         token = AccessToken.objects.create(
             user=user,
             name=name,
             token_hash=AccessToken.hash_token(raw),
             hint=raw[: len(AccessToken.PREFIX) + 4],
+            scopes=scopes,
+            created_at=now,
+            expires_at=now + timedelta(days=lifetime_days),
         )
-        audit_record(action="token.created", target=token, actor=user, payload={"name": name})
+        audit_record(
+            action="token.created",
+            target=token,
+            actor=user,
+            payload={"name": name, "scopes": scopes, "expires_at": token.expires_at.isoformat()},
+        )
     return token, raw
 
 
@@ -63,10 +116,22 @@ def token_revoke(*, token_id: int, user) -> AccessToken:
 
 def token_authenticate(raw: str) -> AccessToken:
     """The live token for ``raw``, with its user; raises InvalidInput with a code that
-    says what is wrong (malformed, unknown, revoked)."""
+    says what is wrong (malformed, unknown, revoked, expired).
+
+    One query: the user and whether their e-mail address is verified come with the token,
+    and the answer is remembered on the user for the policy (``policy.has_verified_email``).
+    """
     if not TOKEN_PATTERN.fullmatch(raw):
         raise InvalidInput("The access token is malformed.", code="token_malformed")
-    token = AccessToken.objects.select_related("user").filter(token_hash=AccessToken.hash_token(raw)).first()
+    verified = EmailAddress.objects.filter(
+        user_id=OuterRef("user_id"), email__iexact=OuterRef("user__email"), verified=True
+    )
+    token = (
+        AccessToken.objects.select_related("user")
+        .annotate(user_email_verified=Exists(verified))
+        .filter(token_hash=AccessToken.hash_token(raw))
+        .first()
+    )
     if token is None or not token.user.is_active:
         raise InvalidInput("The access token is not valid.", code="token_invalid")
     if token.revoked_at is not None:
@@ -74,6 +139,14 @@ def token_authenticate(raw: str) -> AccessToken:
             "The access token was revoked. Create a new one on your account page.", code="token_revoked"
         )
     now = timezone.now()
-    AccessToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    token.last_used_at = now
+    if token.expires_at is not None and token.expires_at <= now:
+        raise InvalidInput(
+            f"The access token expired on {token.expires_at:%Y-%m-%d %H:%M} UTC. "
+            "Create a new one on your account page.",
+            code="token_expired",
+        )
+    policy.remember_email_verified(token.user, token.user_email_verified)
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+        AccessToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
     return token
