@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 
-from access.models import User
+from access.models import AccessToken, User
 from access.question_fields import QuestionField
 from access.services.applications import MAX_AFFILIATION_LENGTH, MAX_INTENDED_USE_LENGTH
 from access.services.grants import MAX_REASON_LENGTH
 from access.services.licenses import MAX_TYPED_NAME_LENGTH
 from access.services.outcomes import MAX_APPEAL_STATEMENT_LENGTH
 from access.services.renewals import MAX_RENEWAL_STATEMENT_LENGTH
-from access.services.tokens import MAX_TOKEN_NAME_LENGTH
+from access.services.tokens import DEFAULT_TOKEN_SCOPES, MAX_TOKEN_NAME_LENGTH
 
 
 class SignupExtraForm(forms.Form):
@@ -62,6 +63,19 @@ class RevokeForm(forms.Form):
 class TokenForm(forms.Form):
     name = forms.CharField(
         max_length=MAX_TOKEN_NAME_LENGTH, label="Token name", help_text="e.g. “cluster login node”"
+    )
+    scopes = forms.MultipleChoiceField(
+        choices=AccessToken.Scope.choices,
+        initial=list(DEFAULT_TOKEN_SCOPES),
+        widget=forms.CheckboxSelectMultiple,
+        label="What the token may do",
+    )
+    lifetime_days = forms.IntegerField(
+        min_value=1,
+        max_value=settings.MAX_ACCESS_TOKEN_LIFETIME_DAYS,
+        initial=settings.ACCESS_TOKEN_DEFAULT_LIFETIME_DAYS,
+        label="Expires after (days)",
+        help_text=f"1 to {settings.MAX_ACCESS_TOKEN_LIFETIME_DAYS} days.",
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, JsonResponse
+from django.views.defaults import page_not_found as default_page_not_found
 from ninja import Schema
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -121,3 +122,10 @@ def register_error_handlers(api) -> None:
     @api.exception_handler(AccessError)
     def _access_error(request: HttpRequest, error: AccessError):
         return error_response(error.code, error.message, status=access_error_status(error))
+
+
+def page_not_found(request: HttpRequest, exception=None):
+    """The site's 404 handler: JSON under /api/ (clients parse it), Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return error_response("not_found", "No such API route or object.", status=404)
+    return default_page_not_found(request, exception)

@@ -13,3 +13,5 @@ urlpatterns = [
     # huggingface_hub's paths (/api/models/…, /<org>/<model>/resolve/…); last, as the most general.
     path("", include("api.hub.urls")),
 ]
+
+handler404 = "api.errors.page_not_found"

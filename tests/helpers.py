@@ -6,7 +6,16 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from access.models import AccessToken, Application, AuditEvent, Grant, Invitation, LicenseAcceptance, Review
+from access.models import (
+    AccessToken,
+    Application,
+    AuditEvent,
+    DownloadEvent,
+    Grant,
+    Invitation,
+    LicenseAcceptance,
+    Review,
+)
 from releases.models import Artifact, Release, Tier
 
 COUNTED_MODELS = (
@@ -17,6 +26,7 @@ COUNTED_MODELS = (
     Review,
     Invitation,
     AccessToken,
+    DownloadEvent,
     Release,
     Artifact,
     Tier,

@@ -76,8 +76,8 @@ def acceptance_for(user, tier: Tier) -> LicenseAcceptance:
     )
 
 
-def new_token(user, name: str = "laptop") -> tuple[AccessToken, str]:
-    return token_create(user=user, name=name)
+def new_token(user, name: str = "laptop", scopes=("read", "download", "manage")) -> tuple[AccessToken, str]:
+    return token_create(user=user, name=name, scopes=scopes)
 
 
 def upload_artifact(s3, release: Release, path: str, body: bytes) -> Artifact:

@@ -9,6 +9,7 @@ from django.http import JsonResponse
 from django.shortcuts import render
 
 from access.errors import InvalidInput
+from access.models import AccessToken
 from access.services.tokens import token_authenticate
 
 
@@ -21,12 +22,16 @@ def wants_json(request) -> bool:
     return "HTTP_AUTHORIZATION" in request.META or "application/json" in request.headers.get("Accept", "")
 
 
-def session_or_token(view):
+def session_or_token(view=None, *, scope: str = AccessToken.Scope.READ):
     """Authenticate by session, or by ``Authorization: Bearer <personal access token>``.
 
-    Sets ``request.access_token`` (None for session users). A bad token answers 401
-    with a JSON error; an anonymous browser is sent to the login page.
+    A token must carry ``scope`` (a session has every scope). Sets ``request.access_token``
+    (None for session users). A bad token answers 401 and a token without the scope 403,
+    with a JSON error; an anonymous browser is sent to the login page. Use bare
+    (``@session_or_token``, scope read) or as ``@session_or_token(scope="download")``.
     """
+    if view is None:
+        return lambda wrapped: session_or_token(wrapped, scope=scope)
 
     @wraps(view)
     def wrapper(request, *args, **kwargs):
@@ -40,6 +45,12 @@ def session_or_token(view):
                 token = token_authenticate(raw.strip())
             except InvalidInput as error:
                 return json_error(error.code, error.message, status=401)
+            if not token.has_scope(scope):
+                return json_error(
+                    "token_scope_missing",
+                    f"This token lacks the '{scope}' scope; create a token with it on your account page.",
+                    status=403,
+                )
             request.user = token.user
             request.access_token = token
         elif not request.user.is_authenticated:

@@ -23,7 +23,7 @@ def _published_tier(tier_id: int) -> Tier:
     )
 
 
-@session_or_token
+@session_or_token(scope="download")
 def artifact_download(request, artifact_id: int):
     """302 to a presigned URL of this artifact's object version, if the user may have it now."""
     artifact = get_object_or_404(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from access.errors import AccessError
@@ -19,7 +20,12 @@ def token_list(request):
     new_token = None
     if request.method == "POST" and form.is_valid():
         try:
-            _, new_token = token_create(user=request.user, name=form.cleaned_data["name"])
+            _, new_token = token_create(
+                user=request.user,
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                lifetime_days=form.cleaned_data["lifetime_days"],
+            )
         except AccessError as error:
             form.add_error(None, error.message)
         else:
@@ -28,7 +34,7 @@ def token_list(request):
     response = render(
         request,
         "access/tokens.html",
-        {"form": form, "tokens": tokens, "new_token": new_token},
+        {"form": form, "tokens": tokens, "new_token": new_token, "now": timezone.now()},
         status=400 if form.errors else 200,
     )
     # The page may show a raw token once; no cache may keep it.

@@ -61,7 +61,7 @@ def publisher_api(view):
             status = 503 if error.code == "storage_unavailable" else 400
             return json_error(error.code, error.message, status=status)
 
-    return csrf_exempt(session_or_token(checked))
+    return csrf_exempt(session_or_token(checked, scope="manage"))
 
 
 def _release(request, org_slug: str, release_id: int) -> Release:
@@ -161,7 +161,7 @@ def upload_cli_script(request, org_slug: str, release_id: int):
     return response
 
 
-@session_or_token
+@session_or_token(scope="manage")
 @require_GET
 def release_manifest(request, org_slug: str, release_id: int):
     """The published release's SHA256SUMS, for ``sha256sum -c``; its sha1 is the release's revision.

@@ -9,8 +9,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
-from access.audit import GENESIS_HASH, audit_record, audit_verify
-from access.models import AuditEvent
+from access.audit import GENESIS_HASH, audit_record, audit_record_with_row, audit_verify
+from access.models import AuditChainHead, AuditEvent
+from releases.models import Organization
 from tests.factories import OrganizationFactory
 
 
@@ -196,3 +197,35 @@ def test_bulk_queryset_changes_are_refused_too(events):
     with pytest.raises(DatabaseError), transaction.atomic():
         AuditEvent.objects.all().delete()
     assert AuditEvent.objects.count() == len(events)
+
+
+def test_deleting_the_newest_rows_is_found_through_the_chain_head(events):
+    raw_sql("DELETE FROM access_auditevent WHERE id = %s", [events[2].pk])
+
+    chain_break = audit_verify()
+
+    assert chain_break is not None
+    assert chain_break.event_id == events[1].pk
+    assert "head" in chain_break.problem
+
+
+def test_the_head_follows_every_writer(events, organization, owner):
+    with transaction.atomic():
+        row = Organization(slug="made-with-its-event", name="Made with its event")
+        event = audit_record_with_row(row=row, action="test.row", actor=owner)
+
+    assert AuditChainHead.objects.get().row_hash == event.row_hash == AuditEvent.objects.last().row_hash
+    assert event.previous_hash == events[2].row_hash
+    assert Organization.objects.get(pk=row.pk).slug == "made-with-its-event"
+    assert (event.target_type, event.target_id) == ("organization", row.pk)
+    assert audit_verify() is None
+
+
+def test_a_flushed_head_is_started_again_at_the_newest_event(events, organization, owner):
+    AuditChainHead.objects.all().delete()
+
+    with transaction.atomic():
+        event = audit_record(action="test.after_flush", target=organization, actor=owner)
+
+    assert event.previous_hash == events[2].row_hash
+    assert audit_verify() is None

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import timedelta
 
 import pytest
 from django.forms.models import model_to_dict
 from django.urls import reverse
+from django.utils import timezone
 
 from access.models import AccessToken, AuditEvent
 from tests.factories import UserFactory
+from tests.helpers import nothing_changes
 from tests.scenes import new_token
+
+
+def token_form(name, scopes=("read", "download"), lifetime_days=30):
+    return {"name": name, "scopes": list(scopes), "lifetime_days": lifetime_days}
 
 
 def shown_token(response) -> str:
@@ -27,7 +34,7 @@ def revoke_url(token) -> str:
 def test_new_token_is_shown_once_then_only_its_hint(client, researcher):
     client.force_login(researcher)
 
-    created = client.post(reverse("token-list"), {"name": "cluster login node"})
+    created = client.post(reverse("token-list"), token_form("cluster login node"))
 
     assert created.status_code == 200
     assert created["Cache-Control"] == "no-store"
@@ -48,7 +55,7 @@ def test_new_token_is_shown_once_then_only_its_hint(client, researcher):
 def test_token_is_stored_hashed_and_the_raw_value_appears_nowhere(client, researcher):
     client.force_login(researcher)
 
-    raw = shown_token(client.post(reverse("token-list"), {"name": "laptop"}))
+    raw = shown_token(client.post(reverse("token-list"), token_form("laptop")))
 
     token = AccessToken.objects.get()
     assert token.token_hash == hashlib.sha256(raw.encode()).hexdigest()
@@ -105,7 +112,7 @@ def test_another_users_token_is_not_found(client, researcher, outsider):
 def test_bad_token_name_is_refused(client, researcher, name, message):
     client.force_login(researcher)
 
-    response = client.post(reverse("token-list"), {"name": name})
+    response = client.post(reverse("token-list"), token_form(name))
 
     assert response.status_code == 400
     assert message in response.content.decode()
@@ -116,10 +123,10 @@ def test_bad_token_name_is_refused(client, researcher, name, message):
 def test_per_user_token_limit_is_enforced(client, settings, researcher):
     settings.MAX_ACCESS_TOKENS_PER_USER = 2
     client.force_login(researcher)
-    client.post(reverse("token-list"), {"name": "one"})
-    client.post(reverse("token-list"), {"name": "two"})
+    client.post(reverse("token-list"), token_form("one"))
+    client.post(reverse("token-list"), token_form("two"))
 
-    refused = client.post(reverse("token-list"), {"name": "three"})
+    refused = client.post(reverse("token-list"), token_form("three"))
 
     assert refused.status_code == 400
     assert "You already have 2 tokens; revoke one first." in refused.content.decode()
@@ -127,7 +134,7 @@ def test_per_user_token_limit_is_enforced(client, settings, researcher):
     assert sorted(AccessToken.objects.values_list("name", flat=True)) == ["one", "two"]
 
     client.post(revoke_url(AccessToken.objects.get(name="one")))
-    assert shown_token(client.post(reverse("token-list"), {"name": "three"})).startswith("gh_")
+    assert shown_token(client.post(reverse("token-list"), token_form("three"))).startswith("gh_")
 
 
 def test_limit_counts_only_the_users_own_live_tokens(client, settings, researcher, outsider):
@@ -135,14 +142,14 @@ def test_limit_counts_only_the_users_own_live_tokens(client, settings, researche
     new_token(outsider)
     client.force_login(researcher)
 
-    assert client.post(reverse("token-list"), {"name": "mine"}).status_code == 200
+    assert client.post(reverse("token-list"), token_form("mine")).status_code == 200
 
 
 def test_unverified_account_cannot_create_a_token(client, db):
     unverified = UserFactory(verified=False)
     client.force_login(unverified)
 
-    response = client.post(reverse("token-list"), {"name": "laptop"})
+    response = client.post(reverse("token-list"), token_form("laptop"))
 
     assert response.status_code == 400
     assert "Verify your e-mail address before creating a token." in response.content.decode()
@@ -150,8 +157,35 @@ def test_unverified_account_cannot_create_a_token(client, db):
 
 
 def test_anonymous_visitor_is_sent_to_sign_in(client, db):
-    response = client.post(reverse("token-list"), {"name": "laptop"})
+    response = client.post(reverse("token-list"), token_form("laptop"))
 
     assert response.status_code == 302
     assert response.url.startswith(reverse("account_login"))
     assert AccessToken.objects.count() == 0
+
+
+def test_token_gets_the_chosen_scopes_and_expiry(client, researcher):
+    client.force_login(researcher)
+    before = timezone.now()
+    client.post(reverse("token-list"), token_form("ci", scopes=["manage"], lifetime_days=7))
+
+    token = AccessToken.objects.get(user=researcher, name="ci")
+    assert token.scopes == ["manage"]
+    assert before + timedelta(days=7) <= token.expires_at <= timezone.now() + timedelta(days=7)
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        token_form("x", scopes=["admin"]),
+        token_form("x", scopes=[]),
+        token_form("x", lifetime_days=0),
+        token_form("x", lifetime_days=366),
+    ],
+    ids=["unknown-scope", "no-scope", "zero-days", "over-a-year"],
+)
+def test_bad_scopes_or_lifetime_create_nothing(client, researcher, form):
+    client.force_login(researcher)
+    with nothing_changes():
+        response = client.post(reverse("token-list"), form)
+    assert response.status_code == 400
