@@ -16,7 +16,7 @@ from access.selectors import downloadable_artifacts
 from access.services.downloads import DownloadRefused, download_issue
 from access.views.common import client_ip
 from api.auth import DOWNLOAD
-from api.errors import ApiError, ErrorOut
+from api.errors import ERROR_RESPONSES, ApiError
 
 router = Router()
 
@@ -31,7 +31,7 @@ class DownloadUrlOut(Schema):
 
 @router.post(
     "/artifacts/{artifact_id}/download-url",
-    response={200: DownloadUrlOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 429: ErrorOut},
+    response={200: DownloadUrlOut, **ERROR_RESPONSES},
     auth=DOWNLOAD,
 )
 def download_url(request: HttpRequest, artifact_id: int):

@@ -45,6 +45,14 @@ class ErrorOut(Schema):
     details: list[dict] | None = None
 
 
+# Every status an API operation may answer besides success, documented on each operation
+# (``response={200: Out, **ERROR_RESPONSES}``) so that the OpenAPI schema tells clients, and
+# schemathesis checks, the whole truth: bad input (400, 422), credentials (401), scope, policy
+# or CSRF (403), unknown or foreign objects (404), state conflicts (409), body limits (413,
+# 415) and the rate limit (429).
+ERROR_RESPONSES = {status: ErrorOut for status in (400, 401, 403, 404, 409, 413, 415, 422, 429)}
+
+
 def error_response(
     code: str,
     message: str,

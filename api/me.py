@@ -9,7 +9,7 @@ from ninja import Router, Schema
 
 from access import policy
 from api.auth import READ
-from api.errors import ErrorOut
+from api.errors import ERROR_RESPONSES
 from releases.selectors import organizations_with_roles
 
 router = Router()
@@ -31,7 +31,7 @@ class MeOut(Schema):
     organizations: list[OrganizationRoleOut]
 
 
-@router.get("/me", response={200: MeOut, 401: ErrorOut, 403: ErrorOut, 429: ErrorOut}, auth=READ)
+@router.get("/me", response={200: MeOut, **ERROR_RESPONSES}, auth=READ)
 def me(request: HttpRequest):
     """The signed-in user, their organizations and roles, and the calling token's scopes."""
     user = request.auth.user
