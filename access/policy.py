@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from allauth.account.models import EmailAddress
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
+from access import download_rows
 from access.models import Application, Grant, Invitation, Review
 from releases.models import Artifact, Membership, Organization, Tier
 
@@ -175,6 +177,13 @@ def tier_standing(
     if grant is not None and _renewal_supersedes(application, grant, now):
         # A new application after an expired or revoked grant is where the user stands now.
         grant = None
+    if tier.gate == Tier.Gate.APPLICATION and _invitation_may_apply(application, grant, now):
+        # A reviewer's direct grant to someone without a binding license acceptance is an
+        # invitation (access/services/direct_grants.py); it wins over a closed application.
+        if invited is None:
+            invited = is_invited(user, tier)
+        if invited:
+            return TierStanding("invited", "Invited: accept the license to get access")
     if grant is not None:
         if grant.status == Grant.Status.REVOKED:
             return TierStanding("revoked", "Revoked", grant.revoke_reason, grant=grant, date=grant.revoked_at)
@@ -269,6 +278,18 @@ def _renewal_supersedes(application: Application | None, grant: Grant, now: date
         grant.expires_at is None or grant.expires_at > now
     )
     return not grant_is_live and application.submitted_at > grant.granted_at
+
+
+def _invitation_may_apply(application: Application | None, grant: Grant | None, now: datetime) -> bool:
+    """Whether an invitation to an application tier may be what the user should act on: no
+    open application, and no grant that is live or revoked (a revocation stands)."""
+    if application is not None and application.status in Application.OPEN_STATUSES:
+        return False
+    if grant is None:
+        return True
+    if grant.status == Grant.Status.REVOKED:
+        return False
+    return grant.status == Grant.Status.EXPIRED or (grant.expires_at is not None and grant.expires_at <= now)
 
 
 def license_outdated(grant: Grant) -> bool:
@@ -390,9 +411,11 @@ def license_acceptance_refusal(user, tier: Tier) -> Refusal | None:
         return Refusal("not_open", f"This tier opens on {tier.opens_at:%Y-%m-%d %H:%M} UTC.")
     if tier.closes_at is not None and tier.closes_at <= timezone.now():
         return Refusal("closed", f"This tier closed on {tier.closes_at:%Y-%m-%d %H:%M} UTC to new requests.")
-    if tier.gate == Tier.Gate.INVITATION and not is_invited(user, tier):
+    invited = tier.gate in (Tier.Gate.INVITATION, Tier.Gate.APPLICATION) and is_invited(user, tier)
+    if tier.gate == Tier.Gate.INVITATION and not invited:
         return Refusal("not_invited", "This tier is by invitation only.")
-    if tier.gate not in (Tier.Gate.CLICK_THROUGH, Tier.Gate.INVITATION):
+    # On an application tier, a reviewer's invitation (a direct grant) stands in for the application.
+    if tier.gate not in (Tier.Gate.CLICK_THROUGH, Tier.Gate.INVITATION) and not invited:
         return Refusal(
             "no_click_through", "Access to this tier is not granted by accepting its license alone."
         )
@@ -503,7 +526,16 @@ def download_decision(
 
 
 def download_grants(user, tiers):
-    """The user's grants on ``tiers``, newest first, as ``download_decision`` reads them."""
+    """The user's grants on ``tiers``, newest first, as ``download_decision`` reads them.
+
+    Hand-written SQL on PostgreSQL (access/download_rows.py: every download URL reads this).
+    """
+    if connection.vendor == "postgresql":
+        return download_rows.grants(user, list(tiers))
+    return download_grants_orm(user, tiers)
+
+
+def download_grants_orm(user, tiers):
     return (
         Grant.objects.filter(user=user, tier__in=tiers)
         .with_license_state()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from access import policy
+from django.db import connection
+
+from access import download_rows, policy
 from access.models import Application, AuditEvent, Grant, Invitation, Review
 from releases.models import Artifact, Membership, Release, Tier
 
@@ -100,8 +102,15 @@ def downloadable_artifacts(**artifact_filters) -> list[tuple[Artifact, list[Tier
 
     Read through the tier-file link table so that a file and its tiers come back together: the
     download routes must stay within a handful of queries per URL. A file that no tier includes
-    is not downloadable by anyone and is left out.
+    is not downloadable by anyone and is left out. On PostgreSQL the usual lookups run as
+    hand-written SQL (access/download_rows.py); this ORM query is the reference and the fallback.
     """
+    if connection.vendor == "postgresql" and set(artifact_filters) <= set(download_rows.CANDIDATE_FILTERS):
+        return download_rows.candidates(**artifact_filters)
+    return downloadable_artifacts_orm(**artifact_filters)
+
+
+def downloadable_artifacts_orm(**artifact_filters) -> list[tuple[Artifact, list[Tier]]]:
     link = Tier.artifacts.through
     rows = (
         link.objects.filter(
