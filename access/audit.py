@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from django.db import connection, transaction
@@ -140,11 +141,20 @@ def audit_record_with_row(
 
 
 def _insert_sql(instance: Model) -> tuple[str, tuple]:
-    fields = [field for field in instance._meta.concrete_fields if field.primary_key is False or instance.pk]
-    query = InsertQuery(type(instance))
-    query.insert_values(fields, [instance])
-    [(sql, params)] = query.get_compiler(connection=connection).as_sql()
-    return sql, tuple(params)
+    """The INSERT of ``instance`` as Django's compiler writes it: SQL text compiled once per model
+    and set of fields, values prepared per row exactly as the compiler prepares them."""
+    fields = tuple(field for field in instance._meta.concrete_fields if not field.primary_key or instance.pk)
+    sql = _compiled_insert(type(instance), fields)
+    params = tuple(field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields)
+    return sql, params
+
+
+@cache
+def _compiled_insert(model: type[Model], fields: tuple) -> str:
+    query = InsertQuery(model)
+    query.insert_values(fields, [model()])
+    [(sql, _)] = query.get_compiler(connection=connection).as_sql()
+    return sql
 
 
 def _require_transaction() -> None:
