@@ -16,7 +16,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv services chromium lint test demo bench clean
+.PHONY: venv services chromium wrk lint test demo bench bench-downloads clean
 
 venv: $(STAMP)
 
@@ -53,6 +53,12 @@ chromium:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
 	fi
 
+wrk:
+	@if ! command -v wrk >/dev/null; then \
+		$(SUDO) apt-get update; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; \
+	fi
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -64,8 +70,12 @@ test: venv services chromium
 demo: venv
 	$(VENV)/bin/python -m portal.demo
 
-bench: venv services  # tier opening with 10,000 watchers, in a throwaway database
+bench: venv services  # tier opening with 10,000 watchers, in a throwaway database; then download URLs
 	$(VENV)/bin/python bench/tier_opening.py
+	$(MAKE) bench-downloads
+
+bench-downloads: venv services wrk  # download-URL issuance under wrk next to a bare presigning view
+	$(VENV)/bin/python bench/download_urls.py
 
 clean:
 	rm -rf var/

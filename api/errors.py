@@ -11,7 +11,7 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.defaults import page_not_found as default_page_not_found
 from ninja import Schema
-from ninja.errors import AuthenticationError
+from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
 from access.errors import AccessError, InvalidInput, InvalidTransition, NotAllowed
@@ -122,6 +122,12 @@ def register_error_handlers(api) -> None:
     @api.exception_handler(AuthenticationError)
     def _authentication_error(request: HttpRequest, error: AuthenticationError):
         return error_response("auth_required", "Sign in, or send a personal access token.", status=401)
+
+    @api.exception_handler(HttpError)
+    def _http_error(request: HttpRequest, error: HttpError):
+        # django-ninja's own refusals; the one a client meets is a body that is not JSON.
+        code = "invalid_json" if error.status_code == 400 else "http_error"
+        return error_response(code, str(error), status=error.status_code)
 
     @api.exception_handler(Http404)
     def _not_found(request: HttpRequest, error: Http404):
