@@ -78,10 +78,16 @@ router = Router()
 # --- Gate status ------------------------------------------------------------------------------
 
 
+def gate_status_code(standing: policy.TierStanding) -> str:
+    """The API's status for a standing: the policy's code, but a cool-down is a rejection
+    (with ``reapply_at``). Shared with the hub routes' tier statuses."""
+    return "rejected" if standing.code == "cooldown" else standing.code
+
+
 def gate_status(request: HttpRequest, tier: Tier, standing: policy.TierStanding) -> dict:
     """The machine-readable form of ``standing`` (see the module docstring). No queries."""
     grant, application = standing.grant, standing.application
-    status = "rejected" if standing.code == "cooldown" else standing.code
+    status = gate_status_code(standing)
     out = {
         "status": status,
         "label": standing.label,

@@ -67,8 +67,8 @@ def grant_create(
 def tier_license_accept(
     *, user, tier: Tier, typed_name: str, seen_text_sha256: str, ip_address: str | None = None
 ) -> Grant:
-    """Grant access to a click-through tier, or to an invitation tier one is invited to,
-    on acceptance of its license."""
+    """Grant access to a click-through tier, or to an invitation or application tier one is
+    invited to, on acceptance of its license; the invitation is then used up."""
     with transaction.atomic():
         refusal = policy.license_acceptance_refusal(user, tier)
         if refusal is not None:
@@ -81,7 +81,7 @@ def tier_license_accept(
             ip_address=ip_address,
         )
         grant = grant_create(user=user, tier=tier, license_acceptance=acceptance, actor=user)
-        if tier.gate == Tier.Gate.INVITATION:
+        if tier.gate in (Tier.Gate.INVITATION, Tier.Gate.APPLICATION):
             Invitation.objects.filter(tier=tier, email__iexact=user.email, accepted_at__isnull=True).update(
                 accepted_at=timezone.now()
             )
@@ -137,8 +137,13 @@ def grant_reaccept(
 
 
 def invitation_create(*, tier: Tier, email: str, actor) -> Invitation:
-    if tier.gate != Tier.Gate.INVITATION:
-        raise InvalidInput("Only invitation tiers take invitations.")
+    """Reserve access to ``tier`` for ``email``: its holder gets a grant by accepting the license.
+
+    On an application tier an invitation is a reviewer's direct grant to someone who has not
+    accepted the license yet (access.services.direct_grants); it stands in for an application.
+    """
+    if tier.gate not in (Tier.Gate.INVITATION, Tier.Gate.APPLICATION):
+        raise InvalidInput("Only invitation and application tiers take invitations.")
     if not policy.can_review(actor, tier.release.model.organization):
         raise NotAllowed("Only the organization's owners and reviewers may invite.")
     with transaction.atomic():

@@ -38,7 +38,7 @@ def tier_detail(request, tier_id: int):
     if (
         license_version
         and standing.code in ("not_requested", "invited", "expired")
-        and tier.gate != Tier.Gate.APPLICATION
+        and (tier.gate != Tier.Gate.APPLICATION or standing.code == "invited")
     ):
         accept_form = LicenseAcceptanceFields(initial={"text_sha256": license_version.text_sha256})
     return render(

@@ -169,7 +169,12 @@ def tier_grants_csv(request, tier_id: int):
     """Every grant of the tier as CSV, streamed: rows are read from a server-side cursor in
     chunks and written as they come, so memory stays flat however many grants there are.
     The export is audited (who took the list of grantees, when, from where)."""
-    tier = _reviewable_tier(request, tier_id)
+    return tier_grants_csv_response(request, _reviewable_tier(request, tier_id))
+
+
+def tier_grants_csv_response(request, tier: Tier) -> StreamingHttpResponse:
+    """The streamed, audited CSV export of ``tier``'s grants for ``request.user``, who must be one
+    of its reviewers (the caller checks); the page above and the REST API answer with it."""
     with transaction.atomic():
         audit_record(
             action="tier.grants_exported", target=tier, actor=request.user, ip_address=client_ip(request)

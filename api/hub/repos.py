@@ -53,6 +53,7 @@ from api.hub.protocol import (
     sibling,
     tree_entries,
 )
+from api.tiers import gate_status_code
 from releases.models import Artifact, Model, Release, Tier
 from releases.selectors import organizations_with_roles
 
@@ -250,7 +251,7 @@ def _tier_status(request: HttpRequest, tier: Tier, standing: policy.TierStanding
         "id": tier.pk,
         "name": tier.name,
         "gate": tier.gate,
-        "status": standing.code,
+        "status": gate_status_code(standing),
         "label": standing.label,
         "detail": standing.detail,
         "date": hub_datetime(standing.date),
