@@ -4,6 +4,8 @@ response outside the schema (status codes, content types and bodies as documente
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
@@ -57,7 +59,7 @@ def django_settings_override(settings):
 
 @schema.parametrize()
 @settings(
-    max_examples=15,
+    max_examples=int(os.environ.get("SCHEMATHESIS_EXAMPLES", "15")),
     deadline=None,
     suppress_health_check=[
         HealthCheck.function_scoped_fixture,
