@@ -48,7 +48,7 @@ from django.utils import timezone
 from ninja import Router, Status
 from ninja.pagination import paginate
 
-from access import policy
+from access import download_policy, policy
 from access.errors import InvalidInput
 from access.models import Application
 from access.services.applications import application_submit
@@ -239,7 +239,7 @@ def tier_files(request: HttpRequest, tier_id: int):
     (``not_open``, ``email_unverified``, ``no_grant``, ``pending``, ``expired``, ``revoked``,
     ``license_changed``)."""
     tier = published_tier(tier_id)
-    refusal = policy.tier_download_refusal(request.auth.user, tier)
+    refusal = download_policy.tier_download_refusal(request.auth.user, tier)
     if refusal is not None:
         raise ApiError(403, refusal.code, refusal.message, action_url=_absolute(request, refusal.action_url))
     return {

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from access import policy
+from access import download_policy, policy
 from access.audit import audit_record_with_row
 from access.errors import NotAllowed
 from access.models import AccessToken, DownloadEvent, Grant
@@ -18,7 +18,7 @@ from releases.models import Artifact, Tier
 
 
 class DownloadRefused(NotAllowed):
-    def __init__(self, decision: policy.DownloadDecision):
+    def __init__(self, decision: download_policy.DownloadDecision):
         super().__init__(decision.message, code=decision.code)
         self.decision = decision
 
@@ -49,7 +49,7 @@ def download_issue(
     Presigning needs no round trip to the store, so an unreachable store does not
     stop a URL from being issued; the fetch from storage then fails for the client.
     """
-    decision = policy.download_decision(user, artifact, tiers=tiers, grants=grants)
+    decision = download_policy.download_decision(user, artifact, tiers=tiers, grants=grants)
     if not decision.allowed:
         raise DownloadRefused(decision)
     return _issue(
@@ -75,13 +75,13 @@ def download_issue_newest(
     all_tiers = [tier for _, tiers in candidates for tier in tiers if tier.is_open]
     needs_grants = all_tiers and not any(tier.gate == Tier.Gate.OPEN for tier in all_tiers)
     grants = (
-        list(policy.download_grants(user, all_tiers))
+        list(download_policy.download_grants(user, all_tiers))
         if needs_grants and policy.has_verified_email(user)
         else []
     )
     first_refusal = None
     for artifact, tiers in candidates:
-        decision = policy.download_decision(user, artifact, tiers=tiers, grants=grants)
+        decision = download_policy.download_decision(user, artifact, tiers=tiers, grants=grants)
         if decision.allowed:
             return _issue(
                 user=user,
@@ -95,7 +95,7 @@ def download_issue_newest(
 
 
 def _issue(
-    *, user, artifact: Artifact, decision: policy.DownloadDecision, ip_address, access_token
+    *, user, artifact: Artifact, decision: download_policy.DownloadDecision, ip_address, access_token
 ) -> IssuedDownload:
     lifetime = settings.DOWNLOAD_URL_LIFETIME_SECONDS
     # Presigning is local computation; it runs before the transaction so that a

@@ -9,7 +9,7 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
-from access import policy
+from access import download_policy
 from access.services.downloads import DownloadRefused, download_issue
 from access.views.common import client_ip, refusal_response, session_or_token
 from releases.models import Artifact, Release, Tier
@@ -51,7 +51,7 @@ def artifact_download(request, artifact_id: int):
 
 def _tier_files_or_refusal(request, tier_id: int):
     tier = _published_tier(tier_id)
-    refusal = policy.tier_download_refusal(request.user, tier)
+    refusal = download_policy.tier_download_refusal(request.user, tier)
     if refusal is not None:
         return tier, refusal_response(
             request, code=refusal.code, message=refusal.message, action_url=refusal.action_url

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
-from access.policy import DownloadDecision
+from access.download_policy import DownloadDecision
 from api.errors import ApiError
 from releases.models import Artifact, Tier
 

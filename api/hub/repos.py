@@ -31,7 +31,7 @@ from functools import wraps
 from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
 from django.urls import path, reverse
 
-from access import policy
+from access import download_policy, policy
 from access.models import AccessToken
 from access.selectors import downloadable_artifacts, standings_for_tiers
 from access.services.downloads import DownloadRefused, download_issue, download_issue_newest
@@ -106,12 +106,12 @@ class Repo:
     releases: list[Release]  # newest first
     files: dict[int, list[Artifact]]  # release id -> the files some tier includes, by path
     tiers_of: dict[int, list[Tier]]  # artifact id -> the tiers that include it
-    decisions: dict[int, policy.DownloadDecision]  # artifact id -> the policy's answer
+    decisions: dict[int, download_policy.DownloadDecision]  # artifact id -> the policy's answer
 
     def downloadable(self, release: Release) -> list[Artifact]:
         return [artifact for artifact in self.files[release.pk] if self.decisions[artifact.pk].allowed]
 
-    def refusal(self, artifacts: list[Artifact]) -> policy.DownloadDecision | None:
+    def refusal(self, artifacts: list[Artifact]) -> download_policy.DownloadDecision | None:
         return next(
             (self.decisions[a.pk] for a in artifacts if not self.decisions[a.pk].allowed),
             None,
@@ -151,9 +151,11 @@ def repo_load(user, org_slug: str, model_slug: str) -> Repo:
     }
     grants = []
     if gated_tiers and policy.has_verified_email(user):
-        grants = list(policy.download_grants(user, list(gated_tiers.values())))
+        grants = list(download_policy.download_grants(user, list(gated_tiers.values())))
     decisions = {
-        artifact.pk: policy.download_decision(user, artifact, tiers=tiers_of[artifact.pk], grants=grants)
+        artifact.pk: download_policy.download_decision(
+            user, artifact, tiers=tiers_of[artifact.pk], grants=grants
+        )
         for artifacts in files.values()
         for artifact in artifacts
     }

@@ -10,8 +10,8 @@ from allauth.account.models import EmailAddress
 from django.utils import timezone
 
 from access import download_rows
+from access.download_policy import download_grants_orm
 from access.models import AccessToken, Grant
-from access.policy import download_grants_orm
 from access.selectors import downloadable_artifacts_orm
 from access.services.licenses import license_version_publish
 from access.services.tokens import token_create, token_with_user_orm

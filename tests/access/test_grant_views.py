@@ -12,7 +12,7 @@ from django.http import StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from access import policy
+from access import download_policy
 from access.models import AuditEvent, Grant, Notification
 from tests.factories import ArtifactFactory, GrantFactory, UserFactory
 from tests.helpers import nothing_changes
@@ -128,7 +128,7 @@ def test_a_reviewer_revokes_with_a_reason_and_the_holder_is_emailed(
     assert Notification.objects.get(user=researcher, kind="grant_revoked")
     assert [message.to for message in emails.outbox] == [["dana@university.example"]]
     assert "Shared the weights publicly." in emails.outbox[0].body
-    assert policy.download_decision(researcher, artifact).code == "revoked"
+    assert download_policy.download_decision(researcher, artifact).code == "revoked"
 
 
 def test_revoking_without_a_reason_changes_nothing(client, reviewer, tier):

@@ -9,7 +9,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from access import policy
+from access import download_policy, policy
 from access.errors import InvalidInput, InvalidTransition, NotAllowed
 from access.models import AuditEvent, DownloadEvent, Grant, LicenseAcceptance, LicenseVersion
 from access.services.grants import grant_reaccept
@@ -94,9 +94,9 @@ def test_the_same_text_again_is_not_a_new_version(tier):
 def test_a_version_requiring_reacceptance_stops_current_grantees(grant, researcher, tier, artifact):
     publish(tier)
 
-    decision = policy.download_decision(researcher, artifact)
+    decision = download_policy.download_decision(researcher, artifact)
     standing = policy.tier_standing(researcher, tier)
-    refusal = policy.tier_download_refusal(researcher, tier)
+    refusal = download_policy.tier_download_refusal(researcher, tier)
 
     assert (decision.allowed, decision.code, decision.grant) == (False, "license_changed", grant)
     assert decision.message == "The license changed; accept the new version here"
@@ -112,7 +112,7 @@ def test_a_version_requiring_reacceptance_stops_current_grantees(grant, research
 def test_a_version_without_reacceptance_leaves_grants_alone(grant, researcher, tier, artifact):
     publish(tier, requires_reacceptance=False)
 
-    assert policy.download_decision(researcher, artifact).code == "approved"
+    assert download_policy.download_decision(researcher, artifact).code == "approved"
     assert policy.tier_standing(researcher, tier).code == "approved"
 
 
@@ -120,11 +120,11 @@ def test_a_later_wording_fix_does_not_lift_an_earlier_requirement(grant, researc
     publish(tier)
     publish(tier, text=NEW_TEXT + " (typo fixed)", requires_reacceptance=False)
 
-    assert policy.download_decision(researcher, artifact).code == "license_changed"
+    assert download_policy.download_decision(researcher, artifact).code == "license_changed"
 
     reaccept(researcher, tier)
 
-    assert policy.download_decision(researcher, artifact).code == "approved"
+    assert download_policy.download_decision(researcher, artifact).code == "approved"
 
 
 def test_someone_who_accepted_the_new_version_is_not_affected(tier, researcher, reviewer, artifact):
@@ -132,7 +132,7 @@ def test_someone_who_accepted_the_new_version_is_not_affected(tier, researcher, 
 
     approved_grant(researcher, tier, reviewer)
 
-    assert policy.download_decision(researcher, artifact).code == "approved"
+    assert download_policy.download_decision(researcher, artifact).code == "approved"
 
 
 def test_another_live_grant_under_a_current_acceptance_still_covers_the_file(
@@ -143,7 +143,7 @@ def test_another_live_grant_under_a_current_acceptance_still_covers_the_file(
 
     publish(tier)
 
-    decision = policy.download_decision(researcher, artifact)
+    decision = download_policy.download_decision(researcher, artifact)
     assert (decision.allowed, decision.tier) == (True, other)
 
 
@@ -152,7 +152,7 @@ def test_the_decision_still_takes_three_queries(grant, researcher, tier, artifac
     artifact = type(artifact).objects.get(pk=artifact.pk)
 
     with django_assert_num_queries(3):
-        decision = policy.download_decision(researcher, artifact)
+        decision = download_policy.download_decision(researcher, artifact)
 
     assert decision.code == "license_changed"
 
@@ -161,7 +161,7 @@ def test_a_revoked_grant_stays_revoked_whatever_the_license(grant, researcher, r
     revoke(grant, reviewer)
     publish(tier)
 
-    assert policy.download_decision(researcher, artifact).code == "revoked"
+    assert download_policy.download_decision(researcher, artifact).code == "revoked"
 
 
 # --- The re-acceptance service --------------------------------------------------------------

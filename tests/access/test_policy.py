@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
-from access import policy
+from access import download_policy, policy
 from access.models import Application, Grant, Invitation
 from releases.models import Release, Tier
 from tests.factories import (
@@ -209,7 +209,7 @@ def test_a_file_in_an_open_tier_may_be_downloaded_by_anyone(release):
     tier = TierFactory(release=release, gate=Tier.Gate.OPEN, license=None)
     artifact = tier.artifacts.get()
 
-    decision = policy.download_decision(AnonymousUser(), artifact)
+    decision = download_policy.download_decision(AnonymousUser(), artifact)
 
     assert (decision.allowed, decision.code, decision.tier) == (True, "open", tier)
 
@@ -217,7 +217,7 @@ def test_a_file_in_an_open_tier_may_be_downloaded_by_anyone(release):
 def test_an_approved_user_may_download_under_their_grant(researcher, application_tier, artifact):
     grant = GrantFactory(user=researcher, tier=application_tier)
 
-    decision = policy.download_decision(researcher, artifact)
+    decision = download_policy.download_decision(researcher, artifact)
 
     assert (decision.allowed, decision.code, decision.tier, decision.grant) == (
         True,
@@ -238,7 +238,7 @@ def test_the_decision_takes_three_queries_whatever_the_number_of_tiers(
     artifact = type(artifact).objects.get(pk=artifact.pk)
 
     with django_assert_num_queries(3):
-        decision = policy.download_decision(researcher, artifact)
+        decision = download_policy.download_decision(researcher, artifact)
 
     assert decision.allowed
 
@@ -246,7 +246,7 @@ def test_the_decision_takes_three_queries_whatever_the_number_of_tiers(
 def test_an_expired_grant_is_refused_with_a_way_to_renew(researcher, application_tier, artifact):
     grant = GrantFactory(user=researcher, tier=application_tier, status=Grant.Status.EXPIRED)
 
-    decision = policy.download_decision(researcher, artifact)
+    decision = download_policy.download_decision(researcher, artifact)
 
     assert (decision.allowed, decision.code, decision.grant) == (False, "expired", grant)
     assert f"expired on {grant.expires_at:%Y-%m-%d}" in decision.message
@@ -258,8 +258,11 @@ def test_a_grant_past_its_date_is_refused_at_once(researcher, application_tier, 
     grant = GrantFactory(user=researcher, tier=application_tier, granted_at=now - timedelta(days=1))
     Grant.objects.filter(pk=grant.pk).update(expires_at=now)
 
-    assert policy.download_decision(researcher, artifact, now=now).code == "expired"
-    assert policy.download_decision(researcher, artifact, now=now - timedelta(seconds=1)).code == "approved"
+    assert download_policy.download_decision(researcher, artifact, now=now).code == "expired"
+    assert (
+        download_policy.download_decision(researcher, artifact, now=now - timedelta(seconds=1)).code
+        == "approved"
+    )
 
 
 def test_a_revoked_grant_is_refused_with_its_reason(researcher, reviewer, application_tier, artifact):
@@ -272,14 +275,14 @@ def test_a_revoked_grant_is_refused_with_its_reason(researcher, reviewer, applic
         revoke_reason="Shared the weights.",
     )
 
-    decision = policy.download_decision(researcher, artifact)
+    decision = download_policy.download_decision(researcher, artifact)
 
     assert (decision.allowed, decision.code) == (False, "revoked")
     assert "Reason: Shared the weights." in decision.message
 
 
 def test_a_user_without_a_grant_is_sent_to_the_tier_page(researcher, application_tier, artifact):
-    decision = policy.download_decision(researcher, artifact)
+    decision = download_policy.download_decision(researcher, artifact)
 
     assert (decision.allowed, decision.code) == (False, "no_grant")
     assert decision.action_url == f"/tiers/{application_tier.pk}/"
@@ -288,14 +291,14 @@ def test_a_user_without_a_grant_is_sent_to_the_tier_page(researcher, application
 def test_someone_elses_grant_does_not_count(researcher, application_tier, artifact):
     GrantFactory(user=UserFactory(), tier=application_tier)
 
-    assert policy.download_decision(researcher, artifact).code == "no_grant"
+    assert download_policy.download_decision(researcher, artifact).code == "no_grant"
 
 
 def test_an_unverified_user_is_asked_to_verify_first(application_tier, artifact):
     user = UserFactory(verified=False)
     GrantFactory(user=user, tier=application_tier)
 
-    decision = policy.download_decision(user, artifact)
+    decision = download_policy.download_decision(user, artifact)
 
     assert (decision.allowed, decision.code) == (False, "email_unverified")
     assert decision.action_url == "/accounts/email/"
@@ -305,7 +308,7 @@ def test_a_file_whose_tiers_are_not_open_is_refused(researcher, release):
     tier = TierFactory(release=release, opens_at=timezone.now() + timedelta(days=1))
     GrantFactory(user=researcher, tier=tier)
 
-    decision = policy.download_decision(researcher, tier.artifacts.get())
+    decision = download_policy.download_decision(researcher, tier.artifacts.get())
 
     assert (decision.allowed, decision.code) == (False, "not_open")
 
@@ -314,14 +317,14 @@ def test_a_file_of_a_draft_release_is_refused(researcher, model):
     draft = ReleaseFactory(model=model, status=Release.Status.DRAFT, revision="", published_at=None)
     tier = TierFactory(release=draft, opens_at=timezone.now() + timedelta(days=1))
 
-    assert policy.download_decision(researcher, tier.artifacts.get()).code == "not_open"
+    assert download_policy.download_decision(researcher, tier.artifacts.get()).code == "not_open"
 
 
 def test_a_grant_on_one_tier_does_not_open_files_of_another(researcher, release, application_tier):
     other = TierFactory(release=release, gate=Tier.Gate.CLICK_THROUGH)
     GrantFactory(user=researcher, tier=other)
 
-    assert policy.download_decision(researcher, application_tier.artifacts.get()).code == "no_grant"
+    assert download_policy.download_decision(researcher, application_tier.artifacts.get()).code == "no_grant"
 
 
 # --- deciding -------------------------------------------------------------------------------
