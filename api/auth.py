@@ -14,9 +14,9 @@ from django.http import HttpRequest
 from ninja.security.base import AuthBase
 from ninja.utils import check_csrf
 
-from access.errors import InvalidInput
+from access.errors import InvalidInput, NotAllowed
 from access.models import AccessToken
-from access.services.tokens import token_authenticate
+from access.services.tokens import token_from_header
 from api.errors import ApiError
 from api.ratelimit import rate_limit_check
 
@@ -29,35 +29,20 @@ class Caller:
     token: AccessToken | None
 
 
-def bearer_token(request: HttpRequest) -> str | None:
-    """The raw token of an ``Authorization: Bearer`` header; ApiError if the header is malformed."""
-    header = request.headers.get("Authorization")
-    if header is None:
-        return None
-    scheme, _, raw = header.partition(" ")
-    if scheme.lower() != "bearer" or not raw.strip():
-        raise ApiError(401, "auth_malformed", "Use 'Authorization: Bearer <token>'.")
-    return raw.strip()
-
-
 def authenticate_request(request: HttpRequest, *, scope: str, required: bool = True) -> Caller | None:
     """Authenticate ``request`` for ``scope``; sets ``request.user`` and ``request.access_token``.
 
     Returns None for an anonymous caller when ``required`` is False (public reads).
     """
     request.access_token = None
-    raw = bearer_token(request)
-    if raw is not None:
+    header = request.headers.get("Authorization")
+    if header is not None:
         try:
-            token = token_authenticate(raw)
+            token = token_from_header(header, scope=scope)
         except InvalidInput as error:
             raise ApiError(401, error.code, error.message) from error
-        if not token.has_scope(scope):
-            raise ApiError(
-                403,
-                "token_scope_missing",
-                f"This token lacks the '{scope}' scope; create a token with it on your account page.",
-            )
+        except NotAllowed as error:
+            raise ApiError(403, error.code, error.message) from error
         rate_limit_check(f"token:{token.pk}")
         request.user = token.user
         request.access_token = token

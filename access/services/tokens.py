@@ -167,3 +167,22 @@ def token_authenticate(raw: str) -> AccessToken:
         AccessToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
     return token
+
+
+def token_from_header(header: str, *, scope: str) -> AccessToken:
+    """The live token of an ``Authorization: Bearer <token>`` header, which must carry ``scope``.
+
+    Raises InvalidInput for a malformed header or a token that is not live (answered 401), and
+    NotAllowed ``token_scope_missing`` for a live token without the scope (answered 403). The
+    pages' token routes and the API authenticate through it.
+    """
+    scheme, _, raw = header.partition(" ")
+    if scheme.lower() != "bearer" or not raw.strip():
+        raise InvalidInput("Use 'Authorization: Bearer <token>'.", code="auth_malformed")
+    token = token_authenticate(raw.strip())
+    if not token.has_scope(scope):
+        raise NotAllowed(
+            f"This token lacks the '{scope}' scope; create a token with it on your account page.",
+            code="token_scope_missing",
+        )
+    return token

@@ -8,9 +8,9 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import JsonResponse
 from django.shortcuts import render
 
-from access.errors import InvalidInput
+from access.errors import InvalidInput, NotAllowed
 from access.models import AccessToken
-from access.services.tokens import token_authenticate
+from access.services.tokens import token_from_header
 
 
 def client_ip(request) -> str | None:
@@ -38,19 +38,12 @@ def session_or_token(view=None, *, scope: str = AccessToken.Scope.READ):
         request.access_token = None
         header = request.headers.get("Authorization")
         if header is not None:
-            scheme, _, raw = header.partition(" ")
-            if scheme.lower() != "bearer" or not raw.strip():
-                return json_error("auth_malformed", "Use 'Authorization: Bearer <token>'.", status=401)
             try:
-                token = token_authenticate(raw.strip())
+                token = token_from_header(header, scope=scope)
             except InvalidInput as error:
                 return json_error(error.code, error.message, status=401)
-            if not token.has_scope(scope):
-                return json_error(
-                    "token_scope_missing",
-                    f"This token lacks the '{scope}' scope; create a token with it on your account page.",
-                    status=403,
-                )
+            except NotAllowed as error:
+                return json_error(error.code, error.message, status=403)
             request.user = token.user
             request.access_token = token
         elif not request.user.is_authenticated:
