@@ -146,6 +146,9 @@ S3_ACCESS_KEY_ID = env_secret("S3_ACCESS_KEY_ID", "")
 S3_SECRET_ACCESS_KEY = env_secret("S3_SECRET_ACCESS_KEY", "")
 S3_REGION = env_str("S3_REGION", "us-east-1")
 S3_ADDRESSING_STYLE = env_choice("S3_ADDRESSING_STYLE", "path", ("path", "virtual", "auto"))
+# Download routes refuse with 503 while the bucket failed its last check; each process checks it at most
+# this often (portal/storage_probe.py).
+STORAGE_PROBE_INTERVAL_SECONDS = env_int("STORAGE_PROBE_INTERVAL_SECONDS", 5, minimum=1, maximum=300)
 # S3 refuses presigned URLs valid for more than 7 days.
 DOWNLOAD_URL_LIFETIME_SECONDS = env_int(
     "DOWNLOAD_URL_LIFETIME_SECONDS", 600, minimum=1, maximum=7 * 24 * 3600

@@ -45,6 +45,8 @@ ADDRESSING_STYLES = ("path", "virtual", "auto")
 _CONNECT_TIMEOUT_SECONDS = 5
 _READ_TIMEOUT_SECONDS = 60
 _MAX_ATTEMPTS = 3
+# The readiness probe asks once and gives up quickly: a health check must answer within a scrape.
+_PROBE_TIMEOUT_SECONDS = 2
 
 
 class StorageError(Exception):
@@ -93,14 +95,14 @@ def _current_client_settings() -> _ClientSettings:
     )
 
 
-@functools.lru_cache(maxsize=4)
-def _build_client(client_settings: _ClientSettings) -> Any:
+@functools.lru_cache(maxsize=8)
+def _build_client(client_settings: _ClientSettings, probe: bool = False) -> Any:
     config = botocore.config.Config(
         signature_version="s3v4",
         s3={"addressing_style": client_settings.addressing_style},
-        connect_timeout=_CONNECT_TIMEOUT_SECONDS,
-        read_timeout=_READ_TIMEOUT_SECONDS,
-        retries={"max_attempts": _MAX_ATTEMPTS, "mode": "standard"},
+        connect_timeout=_PROBE_TIMEOUT_SECONDS if probe else _CONNECT_TIMEOUT_SECONDS,
+        read_timeout=_PROBE_TIMEOUT_SECONDS if probe else _READ_TIMEOUT_SECONDS,
+        retries={"max_attempts": 1 if probe else _MAX_ATTEMPTS, "mode": "standard"},
         # The endpoint comes from Django settings only, never from AWS_ENDPOINT_URL* in the environment.
         ignore_configured_endpoint_urls=True,
     )
@@ -162,6 +164,22 @@ def _translated_errors(key: str | None = None) -> Iterator[None]:
         ):
             raise ObjectNotFound(key) from error
         raise
+
+
+def bucket_check() -> None:
+    """Ask the store for the bucket once, within ``_PROBE_TIMEOUT_SECONDS``, without retries.
+
+    Returns when the bucket answers; raises StorageUnavailable saying what failed otherwise (unreachable,
+    a server error, no such bucket, credentials refused). For readiness checks, not for the request path.
+    """
+    client = _build_client(_current_client_settings(), probe=True)
+    try:
+        with _translated_errors():
+            client.head_bucket(Bucket=_bucket())
+    except botocore.exceptions.ClientError as error:
+        raise StorageUnavailable(
+            f"Object storage refused the bucket check ({_http_status(error)} {_error_code(error)})"
+        ) from error
 
 
 def ensure_bucket(versioning: bool = True) -> None:

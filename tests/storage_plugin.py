@@ -18,6 +18,7 @@ import pytest
 
 from portal import storage
 from portal.seaweedfs import SeaweedFS
+from portal.storage_probe import storage_probe_forget
 
 TEST_BUCKET = "gatehouse-test"
 TEST_REGION = "us-east-1"
@@ -58,6 +59,8 @@ def s3(settings, seaweedfs: SeaweedFS) -> Iterator[S3TestStorage]:
     settings.S3_REGION = TEST_REGION
     settings.S3_ADDRESSING_STYLE = "path"
     storage.clear_client_cache()
+    storage_probe_forget()
     storage.ensure_bucket()
     yield S3TestStorage(endpoint_url=seaweedfs.endpoint_url, bucket=TEST_BUCKET)
     storage.clear_client_cache()
+    storage_probe_forget()
