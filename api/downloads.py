@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from ninja import Router, Schema
 
 from access.selectors import downloadable_artifacts
-from access.services.downloads import DownloadRefused, download_issue
+from access.services.downloads import DownloadRefused, DownloadsUnavailable, download_issue
 from access.views.common import client_ip
 from api.auth import DOWNLOAD
 from api.errors import ERROR_RESPONSES, ApiError
@@ -38,7 +38,8 @@ def download_url(request: HttpRequest, artifact_id: int):
     """A presigned URL for this file's exact stored version, valid until ``expires_at``.
 
     Refusals say why and what to do: ``not_open``, ``email_unverified``, ``no_grant``,
-    ``pending``, ``expired``, ``revoked``, ``license_changed`` (403, with ``action_url``).
+    ``pending``, ``expired``, ``revoked``, ``license_changed`` (403, with ``action_url``);
+    503 ``storage_unavailable`` while the object storage is down (nothing recorded).
     Four or five queries with a token, whatever the number of tiers and grants.
     """
     found = downloadable_artifacts(pk=artifact_id)
@@ -57,6 +58,13 @@ def download_url(request: HttpRequest, artifact_id: int):
         decision = refused.decision
         action_url = request.build_absolute_uri(decision.action_url) if decision.action_url else ""
         raise ApiError(403, decision.code, decision.message, action_url=action_url) from None
+    except DownloadsUnavailable as unavailable:
+        raise ApiError(
+            503,
+            unavailable.code,
+            unavailable.message,
+            headers={"Retry-After": str(unavailable.RETRY_AFTER_SECONDS)},
+        ) from None
     return {
         "url": issued.url,
         "expires_at": issued.expires_at,

@@ -49,8 +49,8 @@ class ErrorOut(Schema):
 # (``response={200: Out, **ERROR_RESPONSES}``) so that the OpenAPI schema tells clients, and
 # schemathesis checks, the whole truth: bad input (400, 422), credentials (401), scope, policy
 # or CSRF (403), unknown or foreign objects (404), state conflicts (409), body limits (413,
-# 415) and the rate limit (429).
-ERROR_RESPONSES = {status: ErrorOut for status in (400, 401, 403, 404, 409, 413, 415, 422, 429)}
+# 415), the rate limit (429) and a store or database that is down (503).
+ERROR_RESPONSES = {status: ErrorOut for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)}
 
 
 def error_response(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -14,13 +15,35 @@ from access.audit import audit_record_with_row
 from access.errors import NotAllowed
 from access.models import AccessToken, DownloadEvent, Grant
 from portal import storage
+from portal.storage_probe import storage_unavailable_reason
 from releases.models import Artifact, Tier
+
+logger = logging.getLogger(__name__)
 
 
 class DownloadRefused(NotAllowed):
     def __init__(self, decision: download_policy.DownloadDecision):
         super().__init__(decision.message, code=decision.code)
         self.decision = decision
+
+
+class DownloadsUnavailable(Exception):
+    """The user may download, but the object storage failed its last check: no URL, nothing recorded.
+
+    Routes answer 503 with ``message`` and ``RETRY_AFTER_SECONDS``; ``reason`` (what the check saw, which may
+    name internal hosts) goes to the log, not to the user.
+    """
+
+    code = "storage_unavailable"
+    message = (
+        "Downloads are paused because the file storage is not answering. Nothing was recorded; "
+        "please try again in a minute."
+    )
+    RETRY_AFTER_SECONDS = 60
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -46,8 +69,9 @@ def download_issue(
     that loaded the artifact's tiers with it (``access.selectors.downloadable_artifacts``)
     pass them, and with a token-authenticated user the whole issue then costs four
     queries on PostgreSQL: the grants, and two for the event and its audit row.
-    Presigning needs no round trip to the store, so an unreachable store does not
-    stop a URL from being issued; the fetch from storage then fails for the client.
+    Presigning needs no round trip to the store, so the store's health comes from a
+    per-process probe (portal/storage_probe.py): while its last check failed, raises
+    DownloadsUnavailable and records nothing, rather than hand out a URL that cannot be fetched.
     """
     decision = download_policy.download_decision(user, artifact, tiers=tiers, grants=grants)
     if not decision.allowed:
@@ -97,6 +121,12 @@ def download_issue_newest(
 def _issue(
     *, user, artifact: Artifact, decision: download_policy.DownloadDecision, ip_address, access_token
 ) -> IssuedDownload:
+    unavailable = storage_unavailable_reason()
+    if unavailable is not None:
+        logger.warning(
+            "Download of artifact %s refused: object storage unavailable: %s", artifact.pk, unavailable
+        )
+        raise DownloadsUnavailable(unavailable)
     lifetime = settings.DOWNLOAD_URL_LIFETIME_SECONDS
     # Presigning is local computation; it runs before the transaction so that a
     # failure leaves no event behind, and no network I/O happens inside it.

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
 from access import download_policy
-from access.services.downloads import DownloadRefused, download_issue
+from access.services.downloads import DownloadRefused, DownloadsUnavailable, download_issue
 from access.views.common import client_ip, refusal_response, session_or_token
 from releases.models import Artifact, Release, Tier
 
@@ -43,6 +43,10 @@ def artifact_download(request, artifact_id: int):
         return refusal_response(
             request, code=decision.code, message=decision.message, action_url=decision.action_url
         )
+    except DownloadsUnavailable as unavailable:
+        response = refusal_response(request, code=unavailable.code, message=unavailable.message, status=503)
+        response["Retry-After"] = str(unavailable.RETRY_AFTER_SECONDS)
+        return response
     response = HttpResponseRedirect(issued.url)
     response["Cache-Control"] = "no-store"
     response["Referrer-Policy"] = "no-referrer"

@@ -34,7 +34,12 @@ from django.urls import path, reverse
 from access import download_policy, policy
 from access.models import AccessToken
 from access.selectors import downloadable_artifacts, standings_for_tiers
-from access.services.downloads import DownloadRefused, download_issue, download_issue_newest
+from access.services.downloads import (
+    DownloadRefused,
+    DownloadsUnavailable,
+    download_issue,
+    download_issue_newest,
+)
 from access.views.common import client_ip
 from api.auth import authenticate_request
 from api.errors import ApiError
@@ -334,6 +339,9 @@ def resolve(request: HttpRequest, user, token, org_slug: str, model_slug: str, r
     except DownloadRefused as refused:
         model = candidates[0][0].release.model
         raise gated_error(request, refused.decision, fallback_url=model.get_absolute_url()) from None
+    except DownloadsUnavailable as unavailable:
+        retry_after = {"Retry-After": str(unavailable.RETRY_AFTER_SECONDS)}
+        raise HubError(503, unavailable.message, headers=retry_after) from None
     artifact = issued.event.artifact
     response = HttpResponseRedirect(issued.url)
     response["X-Repo-Commit"] = artifact.release.revision

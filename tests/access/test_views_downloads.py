@@ -21,6 +21,7 @@ from django.utils import timezone
 from access.models import AuditEvent, DownloadEvent
 from access.services.tokens import token_revoke
 from portal import storage
+from portal.storage_probe import storage_probe_forget
 from releases.models import Release, Tier
 from tests.factories import ArtifactFactory, ReleaseFactory, TierFactory
 from tests.scenes import (
@@ -460,20 +461,42 @@ def test_revoked_token_answers_401_token_revoked_and_records_nothing(client, gra
 # --- Storage down ----------------------------------------------------------------------------
 
 
-def test_unreachable_storage_still_gets_a_redirect_because_presigning_needs_no_request(
-    client, settings, grant, researcher, artifact
-):
-    """Presigning is local computation (no request reaches the storage), so the portal cannot tell that
-    the store is down: it answers 302 as usual, and the client's GET to the store is what fails. No 500."""
+def test_unreachable_storage_answers_503_and_records_nothing(client, settings, grant, researcher, artifact):
+    """Presigning needs no request to the store, so the portal checks the bucket (at most every few
+    seconds per process) and, while it is down, answers 503 with an explanation instead of a URL that
+    cannot be fetched, and records no download."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
     settings.S3_ENDPOINT_URL = f"http://127.0.0.1:{closed_port}"
     storage.clear_client_cache()
+    storage_probe_forget()
     client.force_login(researcher)
+    audit_rows = AuditEvent.objects.count()
 
     response = client.get(download_url(artifact))
 
+    assert response.status_code == 503
+    assert response["Retry-After"] == "60"
+    assert "Location" not in response
+    assert b"file storage is not answering" in response.content
+    assert DownloadEvent.objects.count() == 0
+    assert AuditEvent.objects.count() == audit_rows
+
+
+def test_downloads_resume_once_the_store_answers_again(client, settings, s3, grant, researcher, artifact):
+    """The check is remembered for STORAGE_PROBE_INTERVAL_SECONDS only: once it passes, URLs flow again."""
+    endpoint = settings.S3_ENDPOINT_URL
+    settings.S3_ENDPOINT_URL = "http://127.0.0.1:9"  # discard port: nothing listens
+    storage.clear_client_cache()
+    storage_probe_forget()
+    client.force_login(researcher)
+    assert client.get(download_url(artifact)).status_code == 503
+
+    settings.S3_ENDPOINT_URL = endpoint
+    storage.clear_client_cache()
+    storage_probe_forget()  # what the end of STORAGE_PROBE_INTERVAL_SECONDS does, without waiting
+    response = client.get(download_url(artifact))
+
     assert response.status_code == 302
-    assert response["Location"].startswith(f"http://127.0.0.1:{closed_port}/")
     assert DownloadEvent.objects.count() == 1

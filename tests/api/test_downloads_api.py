@@ -14,6 +14,8 @@ from access.audit import audit_verify
 from access.models import AuditEvent, DownloadEvent
 from access.services.licenses import license_version_publish
 from access.services.tokens import token_create
+from portal import storage
+from portal.storage_probe import storage_probe_forget
 from releases.models import Tier
 from tests.factories import TierFactory
 from tests.helpers import nothing_changes
@@ -199,3 +201,22 @@ def test_read_only_token_cannot_issue_urls(client, tier, artifact, researcher, r
         response = issue(client, artifact, raw)
 
     assert (response.status_code, response.json()["error"]) == (403, "token_scope_missing")
+
+
+def test_store_down_is_503_with_an_explanation_and_nothing_recorded(
+    client, settings, tier, artifact, researcher, reviewer
+):
+    approved_grant(researcher, tier, reviewer)
+    raw = download_token(researcher)
+    settings.S3_ENDPOINT_URL = "http://127.0.0.1:9"  # discard port: nothing listens
+    storage.clear_client_cache()
+    storage_probe_forget()
+
+    with nothing_changes():
+        response = issue(client, artifact, raw)
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "60"
+    assert response.json()["error"] == "storage_unavailable"
+    assert "not answering" in response.json()["message"]
+    assert not DownloadEvent.objects.exists()

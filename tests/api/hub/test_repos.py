@@ -17,6 +17,8 @@ from huggingface_hub.utils import hf_raise_for_status
 from access.models import AuditEvent, DownloadEvent
 from access.services.licenses import license_version_publish
 from access.services.tokens import token_create, token_revoke
+from portal import storage
+from portal.storage_probe import storage_probe_forget
 from releases.models import Release, Tier
 from tests.factories import ReleaseFactory, TierFactory
 from tests.helpers import nothing_changes
@@ -376,3 +378,23 @@ def test_rate_limit_is_answered_in_the_hubs_terms(
 
 def test_the_client_finds_no_agent_registry_to_apply(client):
     assert client.get("/api/agent-harnesses").json() == {"standardEnvVars": [], "harnesses": {}}
+
+
+@pytest.mark.parametrize("method", ["head", "get"])
+def test_store_down_is_503_for_the_client_and_nothing_recorded(
+    client, settings, release, tier, files, researcher, reviewer, method
+):
+    approved_grant(researcher, tier, reviewer)
+    raw = hub_token(researcher)
+    settings.S3_ENDPOINT_URL = "http://127.0.0.1:9"  # discard port: nothing listens
+    storage.clear_client_cache()
+    storage_probe_forget()
+
+    with nothing_changes():
+        response = getattr(client, method)(resolve_url("main"), **bearer(raw))
+
+    assert response.status_code == 503
+    assert "Location" not in response
+    assert response["Retry-After"] == "60"
+    assert "not answering" in response["X-Error-Message"]
+    assert not DownloadEvent.objects.exists()
