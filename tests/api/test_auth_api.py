@@ -117,9 +117,15 @@ def test_rate_limit_counter_lives_in_the_shared_cache(client, researcher, settin
     token, raw = token_create(user=researcher, name="one", scopes=["read"])
     client.get(ME, **bearer(raw))
 
-    counters = [key for key in cache._cache.get_client().keys("*api-rate:*")]
+    client.get(ME, **bearer(raw))
 
-    assert any(f"api-rate:token:{token.pk}:".encode() in key for key in counters)
+    redis_client = cache._cache.get_client()
+    [counter] = [
+        key for key in redis_client.keys("*api-rate:*") if f"api-rate:token:{token.pk}:".encode() in key
+    ]
+    assert int(redis_client.get(counter)) == 2
+    # The window's first request set the expiry (two windows), and the second did not move it.
+    assert 60 < redis_client.ttl(counter) <= 120
 
 
 def test_session_post_without_csrf_token_is_refused(researcher, db):
