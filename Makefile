@@ -16,7 +16,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv services chromium wrk lint test demo bench bench-downloads clean
+.PHONY: venv services chromium wrk nginx lint test smoke demo bench bench-downloads clean
 
 venv: $(STAMP)
 
@@ -59,13 +59,36 @@ wrk:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; \
 	fi
 
+# Debian's nginx, for the smoke's reverse proxy (the smoke runs its own nginx with its own configuration).
+# The package would start a system nginx on port 80: a policy-rc.d that says no is put in place for the
+# installation when there is none, and on a systemd host the unit is disabled and stopped afterwards.
+nginx:
+	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then \
+		blocker=/usr/sbin/policy-rc.d; added=; \
+		if [ ! -e $$blocker ]; then \
+			printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee $$blocker >/dev/null; \
+			$(SUDO) chmod 755 $$blocker; added=1; \
+		fi; \
+		status=0; \
+		$(SUDO) apt-get update && \
+			$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y nginx || status=$$?; \
+		if [ -n "$$added" ]; then $(SUDO) rm -f $$blocker; fi; \
+		if [ $$status -ne 0 ]; then exit $$status; fi; \
+		if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now nginx.service || true; fi; \
+	fi
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: venv services chromium
+test: venv services chromium nginx
 	$(MAKE) lint
 	$(VENV)/bin/python -m pytest
+	$(MAKE) smoke
+
+# The deploy/ files for real: nginx, gunicorn, two Celery workers and beat on loopback, a journey through nginx.
+smoke: venv services nginx
+	$(VENV)/bin/python -m tests.smoke
 
 demo: venv
 	$(VENV)/bin/python -m portal.demo

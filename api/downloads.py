@@ -17,6 +17,7 @@ from access.services.downloads import DownloadRefused, DownloadsUnavailable, dow
 from access.views.common import client_ip
 from api.auth import DOWNLOAD
 from api.errors import ERROR_RESPONSES, ApiError
+from portal.metrics import download_url_issued
 
 router = Router()
 
@@ -65,6 +66,7 @@ def download_url(request: HttpRequest, artifact_id: int):
             unavailable.message,
             headers={"Retry-After": str(unavailable.RETRY_AFTER_SECONDS)},
         ) from None
+    download_url_issued("api")
     return {
         "url": issued.url,
         "expires_at": issued.expires_at,

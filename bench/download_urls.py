@@ -8,9 +8,10 @@ It starts SeaweedFS in a temporary directory, creates a throwaway database next 
 (``<name>_bench_download_urls``, migrated, dropped at the end) and sets the scene through the
 services: an organization, a published release whose one file is a real object in SeaweedFS, an
 application tier opened, a researcher with a verified e-mail address whose application was approved,
-and their token with the read and download scopes. Then one gunicorn (``--workers`` sync workers, on
-127.0.0.1) serves the production settings with bench/download_urls_settings.py's URLconf, and wrk
-loads, one after the other with the same threads, connections and duration:
+and their token with the read and download scopes. Then one gunicorn, configured by
+deploy/gunicorn.conf.py as in production (``--workers`` sync workers, on 127.0.0.1), serves the
+production settings with bench/download_urls_settings.py's URLconf, and wrk loads, one after the
+other with the same threads, connections and duration:
 
     bare  GET  /bench/bare-presign: presigns one URL and answers 302 (bench/download_urls_site.py)
     api   POST /api/v1/artifacts/{id}/download-url with the token: JSON {url, expires_at}

@@ -87,7 +87,7 @@ def wrk_run(
 
 
 class Gunicorn:
-    """``workers`` sync workers serving ``portal.wsgi`` with this environment plus ``env``."""
+    """deploy/gunicorn.conf.py's server with ``workers`` workers, this environment plus ``env``."""
 
     def __init__(self, *, workers: int, env: dict[str, str], log_path: Path):
         self.workers = workers
@@ -101,14 +101,16 @@ class Gunicorn:
 
     def start(self, timeout: float = 30) -> None:
         """Start it and return once it listens; exits the bench, with the server's log, if it cannot."""
-        command = [sys.executable, "-m", "gunicorn", "portal.wsgi:application", "--chdir", str(BASE_DIR)]
-        command += ["--workers", str(self.workers), "--worker-class", "sync"]
-        command += ["--bind", f"127.0.0.1:{self.port}", "--log-level", "warning"]
+        # The production configuration (deploy/gunicorn.conf.py: sync workers, preload, access log), with
+        # the worker count and address given the way an operator gives them.
+        command = [sys.executable, "-m", "gunicorn", "-c", str(BASE_DIR / "deploy" / "gunicorn.conf.py")]
+        command += ["portal.wsgi:application", "--chdir", str(BASE_DIR)]
+        server_env = {"WEB_CONCURRENCY": str(self.workers), "GUNICORN_BIND": f"127.0.0.1:{self.port}"}
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
                 command,
                 cwd=BASE_DIR,
-                env={**os.environ, "PYTHONPATH": str(BASE_DIR), **self.env},
+                env={**os.environ, "PYTHONPATH": str(BASE_DIR), **self.env, **server_env},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -11,6 +11,8 @@ from smtplib import SMTPException
 
 from celery import Celery
 
+from portal import logs, metrics
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 # One e-mail handed to the mail server: retried with backoff when SMTP fails. Both time limits:
@@ -29,3 +31,8 @@ EMAIL_TASK_OPTIONS = {
 app = Celery("gatehouse", task_cls="celery.contrib.django.task:DjangoTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Workers and beat log through Django's LOGGING, tasks carry the id of the request that enqueued them
+# (portal/logs.py), and failed tasks are counted for the metrics (portal/metrics.py).
+logs.connect_celery_signals()
+metrics.connect_celery_signals()

@@ -11,7 +11,18 @@ import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from portal.env import env_bool, env_choice, env_int, env_int_set, env_list, env_secret, env_str, env_url
+from portal.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_int_set,
+    env_list,
+    env_secret,
+    env_str,
+    env_url,
+)
+from portal.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -40,7 +51,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every later middleware's logs and responses (redirects, refusals) carry the request id,
+    # and the metrics count them too (portal/logs.py, portal/metrics.py).
+    "portal.logs.RequestIdMiddleware",
+    "portal.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "portal.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "api.limits.ApiRequestLimits",
@@ -138,9 +154,14 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
+# Beat with a singleton lock and a heartbeat for /readyz (portal/beat.py).
+CELERY_BEAT_SCHEDULER = "portal.beat:GatehouseScheduler"
 
 # --- Object storage -------------------------------------------------------------------------
-S3_ENDPOINT_URL = env_str("S3_ENDPOINT_URL", "") or None
+# Empty or unset: AWS S3 (boto3 finds the endpoint from the region).
+S3_ENDPOINT_URL = (
+    env_url("S3_ENDPOINT_URL", None, ("http", "https")) if env_str("S3_ENDPOINT_URL", "") else None
+)
 S3_BUCKET = env_str("S3_BUCKET", "gatehouse")
 S3_ACCESS_KEY_ID = env_secret("S3_ACCESS_KEY_ID", "")
 S3_SECRET_ACCESS_KEY = env_secret("S3_SECRET_ACCESS_KEY", "")
@@ -231,10 +252,51 @@ LOGIN_REDIRECT_URL = "/"
 ACCOUNT_LOGOUT_REDIRECT_URL = "/"
 
 # --- Security -------------------------------------------------------------------------------
-SESSION_COOKIE_SECURE = SITE_URL.startswith("https")
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# `manage.py check --deploy --fail-level WARNING` passes with SITE_URL on https and the defaults below.
+_HTTPS = SITE_URL.startswith("https://")
+# TLS ends at the reverse proxy (deploy/nginx), which sets X-Forwarded-Proto on every request. Django
+# believes that header, so the app must be reachable only through the proxy: anyone who could reach
+# gunicorn directly could claim https.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Plain-http requests are redirected to https (default: on when SITE_URL is https). Health and metrics
+# probes come from inside the network over plain http, so they are exempt.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz|metrics)/?$"]
+# HSTS: browsers use only https for this host for SECURE_HSTS_SECONDS (default a year on https, else 0:
+# off). SECURE_HSTS_INCLUDE_SUBDOMAINS covers hosts under SITE_URL's host, not its siblings.
+# SECURE_HSTS_PRELOAD adds the "preload" token, which matters only if someone submits the domain to the
+# browsers' preload list; both default to on so that the deploy check passes.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if _HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", _HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", _HTTPS)
+SESSION_COOKIE_SECURE = _HTTPS
+CSRF_COOKIE_SECURE = _HTTPS
+# No script reads the session cookie. (The CSRF cookie stays readable: hiding it protects nothing.)
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content Security Policy (django-csp, sent by portal.csp.ContentSecurityPolicyMiddleware): scripts and
+# styles from the site's own static files only, no inline code. The middleware adds the object storage's
+# origin to connect-src, because publishers' browsers PUT upload parts straight to the bucket.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+# How many reverse proxies in front of the app append to X-Forwarded-For (1 behind deploy/nginx). The
+# client's address is the entry that many places from the right; with 0 the header is ignored (anyone
+# can send it) and REMOTE_ADDR is the client. allauth's rate limits and Gatehouse's records
+# (portal.client_ip) both follow it.
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=5)
 # Django refuses a form of more than 1,000 fields; the review queue's bulk form posts up to 1,000
 # application ids (access.services.decisions.BULK_DECISION_MAX) plus its own few fields.
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1100
@@ -265,9 +327,34 @@ API_MAX_BODY_BYTES = 64 * 1024
 API_PAGE_SIZE_DEFAULT = 50
 API_PAGE_SIZE_MAX = 100
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING"))},
-}
+# --- Observability: logs, health, metrics, error reports ------------------------------------
+# Every process (web, worker, beat) logs to stderr: one JSON object per line, with the request id
+# (portal/logs.py), or classic text lines for a developer's terminal.
+LOG_FORMAT = env_choice("LOG_FORMAT", "text" if DEBUG else "json", ("json", "text"))
+LOGGING = logging_config(
+    log_format=LOG_FORMAT, level=env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING"))
+)
+# /readyz fails once beat's last heartbeat is older than this; beat writes one every few seconds.
+BEAT_HEARTBEAT_MAX_AGE_SECONDS = env_int("BEAT_HEARTBEAT_MAX_AGE_SECONDS", 120, minimum=10, maximum=86_400)
+# A beat that dies without releasing its lock is replaced by a standby beat after this long.
+BEAT_LOCK_TTL_SECONDS = env_int("BEAT_LOCK_TTL_SECONDS", 30, minimum=3, maximum=600)
+# /metrics answers 404 while this is unset, 401 without "Authorization: Bearer <METRICS_TOKEN>".
+METRICS_TOKEN = env_secret("METRICS_TOKEN", "")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters long (or unset: metrics off)")
+# Set for gunicorn with several workers (portal/metrics.py); prometheus_client reads it itself.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", "")
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(
+        f"PROMETHEUS_MULTIPROC_DIR must be an existing directory: {PROMETHEUS_MULTIPROC_DIR!r}"
+    )
+# Error reports (portal/sentry.py): off without a DSN.
+SENTRY_DSN = env_secret("SENTRY_DSN", "")
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "production")
+if not SENTRY_ENVIRONMENT.strip():
+    raise ImproperlyConfigured("SENTRY_ENVIRONMENT must not be empty")
+SENTRY_TRACES_SAMPLE_RATE = env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0, minimum=0.0, maximum=1.0)
+if SENTRY_DSN:
+    from portal.sentry import sentry_init
+
+    sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE)

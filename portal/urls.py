@@ -2,8 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 
 from api.v1 import api as api_v1
+from portal import health, metrics
 
 urlpatterns = [
+    # Probes and the scraper (portal/health.py, portal/metrics.py): ahead of every other pattern, so that
+    # no page or hub route can ever shadow them.
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("publish/", include("releases.publish.urls")),
@@ -15,3 +21,5 @@ urlpatterns = [
 ]
 
 handler404 = "api.errors.page_not_found"
+# A database outage answers 503 with an explanation, whichever layer met it (portal/unavailable.py).
+handler500 = "portal.unavailable.server_error"

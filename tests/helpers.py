@@ -57,3 +57,15 @@ def last_audit_id() -> int:
 def audit_actions(since: int = 0) -> list[str]:
     """The actions of the audit events written after event ``since``, in order."""
     return list(AuditEvent.objects.filter(pk__gt=since).order_by("pk").values_list("action", flat=True))
+
+
+def download_urls_counted(route: str) -> float:
+    """This process's ``gatehouse_download_urls_issued_total`` for ``route`` (page, api, hub)."""
+    from portal.metrics import DOWNLOAD_URLS
+
+    return sum(
+        sample.value
+        for family in DOWNLOAD_URLS.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels == {"route": route}
+    )

@@ -11,11 +11,7 @@ from django.shortcuts import render
 from access.errors import InvalidInput, NotAllowed
 from access.models import AccessToken
 from access.services.tokens import token_from_header
-
-
-def client_ip(request) -> str | None:
-    # Behind a proxy, deploy/ sets REMOTE_ADDR from the trusted forwarded header.
-    return request.META.get("REMOTE_ADDR") or None
+from portal.client_ip import client_ip  # noqa: F401 - the views and API import it from here
 
 
 def wants_json(request) -> bool:

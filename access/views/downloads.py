@@ -12,6 +12,7 @@ from django.urls import reverse
 from access import download_policy
 from access.services.downloads import DownloadRefused, DownloadsUnavailable, download_issue
 from access.views.common import client_ip, refusal_response, session_or_token
+from portal.metrics import download_url_issued
 from releases.models import Artifact, Release, Tier
 
 
@@ -47,6 +48,7 @@ def artifact_download(request, artifact_id: int):
         response = refusal_response(request, code=unavailable.code, message=unavailable.message, status=503)
         response["Retry-After"] = str(unavailable.RETRY_AFTER_SECONDS)
         return response
+    download_url_issued("page")
     response = HttpResponseRedirect(issued.url)
     response["Cache-Control"] = "no-store"
     response["Referrer-Policy"] = "no-referrer"

@@ -59,6 +59,7 @@ from api.hub.protocol import (
     tree_entries,
 )
 from api.tiers import gate_status_code
+from portal.metrics import download_url_issued
 from releases.models import Artifact, Model, Release, Tier
 from releases.selectors import organizations_with_roles
 
@@ -342,6 +343,7 @@ def resolve(request: HttpRequest, user, token, org_slug: str, model_slug: str, r
     except DownloadsUnavailable as unavailable:
         retry_after = {"Retry-After": str(unavailable.RETRY_AFTER_SECONDS)}
         raise HubError(503, unavailable.message, headers=retry_after) from None
+    download_url_issued("hub")
     artifact = issued.event.artifact
     response = HttpResponseRedirect(issued.url)
     response["X-Repo-Commit"] = artifact.release.revision

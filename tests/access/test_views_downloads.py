@@ -24,6 +24,7 @@ from portal import storage
 from portal.storage_probe import storage_probe_forget
 from releases.models import Release, Tier
 from tests.factories import ArtifactFactory, ReleaseFactory, TierFactory
+from tests.helpers import download_urls_counted
 from tests.scenes import (
     approved_grant,
     fetch,
@@ -500,3 +501,11 @@ def test_downloads_resume_once_the_store_answers_again(client, settings, s3, gra
 
     assert response.status_code == 302
     assert DownloadEvent.objects.count() == 1
+
+
+def test_a_redirect_counts_one_issued_url_for_the_metrics(client, grant, researcher, artifact):
+    before = download_urls_counted("page")
+    client.force_login(researcher)
+    assert client.get(download_url(artifact)).status_code == 302
+
+    assert download_urls_counted("page") == before + 1

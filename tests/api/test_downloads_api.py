@@ -18,7 +18,7 @@ from portal import storage
 from portal.storage_probe import storage_probe_forget
 from releases.models import Tier
 from tests.factories import TierFactory
-from tests.helpers import nothing_changes
+from tests.helpers import download_urls_counted, nothing_changes
 from tests.scenes import approved_grant, fetch, revoke, sha256, upload_artifact
 
 BODY = os.urandom(100_000)
@@ -220,3 +220,14 @@ def test_store_down_is_503_with_an_explanation_and_nothing_recorded(
     assert response.json()["error"] == "storage_unavailable"
     assert "not answering" in response.json()["message"]
     assert not DownloadEvent.objects.exists()
+
+
+def test_issued_urls_are_counted_for_the_metrics_and_refusals_are_not(
+    client, tier, artifact, researcher, reviewer, outsider
+):
+    before = download_urls_counted("api")
+    approved_grant(researcher, tier, reviewer)
+    assert issue(client, artifact, download_token(researcher)).status_code == 200
+    assert issue(client, artifact, download_token(outsider)).status_code == 403
+
+    assert download_urls_counted("api") == before + 1

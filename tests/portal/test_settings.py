@@ -48,6 +48,18 @@ def test_it_starts_with_good_settings():
         ("WATCH_CLAIM_LEASE_SECONDS", "soon"),
         ("SITE_URL", "gatehouse.example.org"),
         ("SECRET_KEY", "short"),
+        # Observability (portal/logs.py, metrics.py, beat.py, sentry.py)
+        ("LOG_FORMAT", "xml"),
+        ("METRICS_TOKEN", "too-short"),
+        ("BEAT_HEARTBEAT_MAX_AGE_SECONDS", "0"),
+        ("BEAT_HEARTBEAT_MAX_AGE_SECONDS", "two minutes"),
+        ("BEAT_LOCK_TTL_SECONDS", "1"),
+        ("PROMETHEUS_MULTIPROC_DIR", "/nonexistent/gatehouse-metrics"),
+        ("SENTRY_DSN", "https://o1.ingest.sentry.io/1"),
+        ("SENTRY_ENVIRONMENT", ""),
+        ("SENTRY_TRACES_SAMPLE_RATE", "1.5"),
+        ("SENTRY_TRACES_SAMPLE_RATE", "half"),
+        ("SENTRY_TRACES_SAMPLE_RATE", "nan"),
     ],
 )
 def test_it_refuses_a_bad_value_and_names_the_variable(variable, value):

@@ -23,6 +23,8 @@
   const table = document.querySelector("#upload-table tbody");
   const errorBox = document.getElementById("upload-error");
   const startButton = document.getElementById("upload-start");
+  // Enter in the directory field would submit the form as a page load; uploads start from the button.
+  form.addEventListener("submit", (event) => event.preventDefault());
 
   class ApiError extends Error {
     constructor(status, code, message) {
@@ -103,7 +105,7 @@
     if (artifact.status === "failed" && artifact.urls && !row.querySelector("button[data-discard]")) {
       const discard = document.createElement("button");
       discard.type = "button";
-      discard.style.margin = "0";
+      discard.className = "flush";
       discard.dataset.discard = artifact.urls.discard;
       discard.textContent = "Discard";
       row.cells[4].replaceChildren(discard);

@@ -21,7 +21,7 @@ from portal import storage
 from portal.storage_probe import storage_probe_forget
 from releases.models import Release, Tier
 from tests.factories import ReleaseFactory, TierFactory
-from tests.helpers import nothing_changes
+from tests.helpers import download_urls_counted, nothing_changes
 from tests.scenes import approved_grant, fetch, make_expired, revoke, sha256, upload_artifact
 
 CONFIG = b'{"hidden_size": 64, "num_hidden_layers": 2}\n'
@@ -398,3 +398,15 @@ def test_store_down_is_503_for_the_client_and_nothing_recorded(
     assert response["Retry-After"] == "60"
     assert "not answering" in response["X-Error-Message"]
     assert not DownloadEvent.objects.exists()
+
+
+def test_each_resolve_counts_one_issued_url_for_the_metrics(
+    client, release, tier, files, researcher, reviewer
+):
+    before = download_urls_counted("hub")
+    approved_grant(researcher, tier, reviewer)
+    raw = hub_token(researcher)
+    assert client.head(resolve_url("main"), **bearer(raw)).status_code == 302
+    assert client.get(resolve_url("main"), **bearer(raw)).status_code == 302
+
+    assert download_urls_counted("hub") == before + 2
