@@ -93,7 +93,8 @@ def env_secret(name: str, default: str | None = None) -> str:
 
 
 def env_url(name: str, default: str | None, schemes: tuple[str, ...]) -> str:
-    value = env_str(name, default)
+    """A URL with one of ``schemes``; like a secret, it may come from NAME_FILE (URLs carry passwords)."""
+    value = env_secret(name, default)
     scheme = value.split("://", 1)[0] if "://" in value else ""
     if scheme not in schemes:
         raise ImproperlyConfigured(

@@ -307,7 +307,8 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+# Where collectstatic (deploy/bin/release) gathers the static files nginx serves.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "var" / "static")))
 
 # --- Product limits -------------------------------------------------------------------------
 # Personal access tokens a user may hold at once; a leaked-token clean-up stays manageable.

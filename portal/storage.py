@@ -180,6 +180,9 @@ def bucket_check() -> None:
         raise StorageUnavailable(
             f"Object storage refused the bucket check ({_http_status(error)} {_error_code(error)})"
         ) from error
+    except botocore.exceptions.BotoCoreError as error:
+        # No credentials found, a malformed endpoint: the check cannot even be asked.
+        raise StorageUnavailable(f"Object storage cannot be asked: {error}") from error
 
 
 def ensure_bucket(versioning: bool = True) -> None:

@@ -170,3 +170,21 @@ def test_probes_are_not_redirected_to_https(client, db, s3, beat_heartbeat, sett
     assert client.get("/").status_code == 301
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
+
+
+def test_readyz_fails_cleanly_when_the_store_has_no_credentials(
+    client, db, s3, beat_heartbeat, settings, monkeypatch
+):
+    # Empty keys let boto3 look for credentials elsewhere; with none anywhere, it cannot even sign.
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    settings.S3_ACCESS_KEY_ID = settings.S3_SECRET_ACCESS_KEY = ""
+    storage.clear_client_cache()
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["storage"]["ok"] is False

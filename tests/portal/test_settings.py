@@ -98,3 +98,42 @@ def test_it_reads_a_secret_from_a_file(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "s" * 50
+
+
+def test_a_url_with_a_password_may_come_from_a_file_and_is_still_checked(tmp_path):
+    url_file = tmp_path / "database_url"
+    url_file.write_text("postgres://gatehouse:s3cret@db.internal:5432/gatehouse\n")
+    env = {**GOOD_ENV, "DJANGO_SETTINGS_MODULE": "portal.settings", "DATABASE_URL_FILE": str(url_file)}
+    env.pop("DATABASE_URL", None)
+
+    def database_url(environment) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", PRINT_SETTING.format("DATABASE_URL")],
+            cwd=REPO,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    read = database_url(env)
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.strip() == "postgres://gatehouse:s3cret@db.internal:5432/gatehouse"
+    url_file.write_text("mysql://gatehouse@db.internal/gatehouse\n")
+    refused = database_url(env)
+    assert refused.returncode != 0
+    assert "DATABASE_URL must be a URL starting with one of" in refused.stderr
+
+
+def test_static_root_comes_from_the_environment(tmp_path):
+    env = {**GOOD_ENV, "DJANGO_SETTINGS_MODULE": "portal.settings", "STATIC_ROOT": str(tmp_path / "static")}
+    result = subprocess.run(
+        [sys.executable, "-c", PRINT_SETTING.format("STATIC_ROOT")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "static")

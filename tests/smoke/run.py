@@ -111,7 +111,7 @@ class Smoke:
             supervisor.run("bucket_cors", [sys.executable, "manage.py", "bucket_cors"])
         static_root = Path(settings.STATIC_ROOT)
         if static_root != self.scratch / "static":
-            self.notes.append(f"STATIC_ROOT is not read from the environment: collected into {static_root}")
+            raise SmokeFailure("STATIC_ROOT from the environment was not used", f"went to {static_root}")
         site_environment = nginx_site_environment(scratch=self.scratch, ports=ports, static_root=static_root)
         site_config = self.scratch / "nginx" / "gatehouse.conf"
         rendered = _render_site(site_environment)
