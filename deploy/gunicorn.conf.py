@@ -20,7 +20,7 @@ Why these choices:
   workers each failing on its own; workers also share the loaded code's memory.
 - Sync workers: every request is short (pages, a presign-and-redirect, JSON); nginx buffers slow clients, so
   a worker is never held by a slow network. The bench (``make bench-downloads``) measures this setup.
-- ``max_requests`` with jitter: each worker is replaced after about a thousand requests (not all at once), so
+- ``max_requests`` with jitter: each worker is replaced after about 20,000 requests (not all at once), so
   a slow leak can never grow for ever; with preload the new worker is a cheap fork.
 - The control socket (new in gunicorn 25) defaults to one fixed path per user: two gunicorns on one host (a
   second site, the benchmark, the smoke) would fight over it, so it is off unless a path is given.
@@ -55,8 +55,10 @@ timeout = _integer("GUNICORN_TIMEOUT", 30, 5, 600)
 # give a little more).
 graceful_timeout = 30
 preload_app = True
-max_requests = 1000
-max_requests_jitter = 100
+# Not lower: a new worker opens its database, Redis and S3 clients again (about 0.1 s), and at a
+# thousand requests a worker recycled every few seconds under a release-day load (the bench showed it).
+max_requests = 20000
+max_requests_jitter = 2000
 
 # nginx on loopback by default; X-Forwarded-Proto from these addresses makes wsgi.url_scheme https.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
