@@ -16,15 +16,20 @@ GOOD_ENV = {"SECRET_KEY": "x" * 40, "PATH": os.environ["PATH"]}
 PRINT_SETTING = "import django; django.setup(); from django.conf import settings; print(settings.{})"
 
 
-def start_django(**env: str) -> subprocess.CompletedProcess:
+def print_setting(name: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """A fresh interpreter that loads the production settings with ``env`` and prints one of them."""
     return subprocess.run(
-        [sys.executable, "-c", PRINT_SETTING.format("DEBUG")],
+        [sys.executable, "-c", PRINT_SETTING.format(name)],
         cwd=REPO,
-        env={**GOOD_ENV, "DJANGO_SETTINGS_MODULE": "portal.settings", **env},
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def start_django(**env: str) -> subprocess.CompletedProcess:
+    return print_setting("DEBUG", {**GOOD_ENV, "DJANGO_SETTINGS_MODULE": "portal.settings", **env})
 
 
 def test_it_starts_with_good_settings():
@@ -88,14 +93,7 @@ def test_it_reads_a_secret_from_a_file(tmp_path):
     secret_file.write_text("s" * 50 + "\n")
     env = {**GOOD_ENV, "DJANGO_SETTINGS_MODULE": "portal.settings", "SECRET_KEY_FILE": str(secret_file)}
     del env["SECRET_KEY"]
-    result = subprocess.run(
-        [sys.executable, "-c", PRINT_SETTING.format("SECRET_KEY")],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = print_setting("SECRET_KEY", env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "s" * 50
 
@@ -106,34 +104,17 @@ def test_a_url_with_a_password_may_come_from_a_file_and_is_still_checked(tmp_pat
     env = {**GOOD_ENV, "DJANGO_SETTINGS_MODULE": "portal.settings", "DATABASE_URL_FILE": str(url_file)}
     env.pop("DATABASE_URL", None)
 
-    def database_url(environment) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-c", PRINT_SETTING.format("DATABASE_URL")],
-            cwd=REPO,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    read = database_url(env)
+    read = print_setting("DATABASE_URL", env)
     assert read.returncode == 0, read.stderr
     assert read.stdout.strip() == "postgres://gatehouse:s3cret@db.internal:5432/gatehouse"
     url_file.write_text("mysql://gatehouse@db.internal/gatehouse\n")
-    refused = database_url(env)
+    refused = print_setting("DATABASE_URL", env)
     assert refused.returncode != 0
     assert "DATABASE_URL must be a URL starting with one of" in refused.stderr
 
 
 def test_static_root_comes_from_the_environment(tmp_path):
     env = {**GOOD_ENV, "DJANGO_SETTINGS_MODULE": "portal.settings", "STATIC_ROOT": str(tmp_path / "static")}
-    result = subprocess.run(
-        [sys.executable, "-c", PRINT_SETTING.format("STATIC_ROOT")],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = print_setting("STATIC_ROOT", env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(tmp_path / "static")
