@@ -18,6 +18,7 @@ from django.db import connection
 from django.db.models import Model
 
 from access.models import AccessToken, Grant, LicenseAcceptance, LicenseVersion, User
+from portal.prepared import prepared_cursor
 from releases.models import Artifact, Organization, Release, Tier
 from releases.models import Model as ReleasedModel
 
@@ -53,7 +54,7 @@ def _token_sql() -> str:
 
 def token_with_user(token_hash: str) -> tuple[AccessToken, bool] | None:
     """The token with this hash, its user attached, and whether the user's e-mail is verified."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_token_sql(), [token_hash])
         row = cursor.fetchone()
     if row is None:
@@ -104,7 +105,7 @@ def candidates(**filters) -> list[tuple[Artifact, list[Tier]]]:
         raise ValueError(f"candidates() filters on {sorted(CANDIDATE_FILTERS)}, not {sorted(unknown)}")
     names = sorted(filters)
     where = " AND ".join(CANDIDATE_FILTERS[name] for name in names)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         values = [getattr(filters[name], "pk", filters[name]) for name in names]
         cursor.execute(_candidates_sql(where), [Release.Status.PUBLISHED, *values])
         rows = cursor.fetchall()
@@ -146,7 +147,7 @@ def grants(user, tiers: list[Tier]) -> list[Grant]:
     """The user's grants on ``tiers``, newest first, with ``license_outdated`` annotated and the
     acceptance and tier attached: what ``Grant.objects.with_license_state()`` would give."""
     tiers_by_id = {tier.pk: tier for tier in tiers}
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_grants_sql(), [user.pk, list(tiers_by_id)])
         rows = cursor.fetchall()
     found = []

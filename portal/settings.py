@@ -93,6 +93,13 @@ DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60))
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The download routes prepare their few fixed statements on the server (portal/prepared.py); off
+# behind a transaction-mode pooler that cannot hold prepared statements. psycopg prepares nothing on a
+# connection whose prepare_threshold is None (Django's default); Django's own cursors bind on the client
+# and never prepare whatever the threshold, so setting it only lets portal/prepared.py's cursor work.
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
+if DATABASE_PREPARED_STATEMENTS and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 
 # --- Redis: cache (rate limits) and Celery broker -------------------------------------------
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss"))

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from access import download_policy, policy
@@ -67,8 +66,8 @@ def download_issue(
 
     Raises DownloadRefused (with the policy's decision) when access is refused. Callers
     that loaded the artifact's tiers with it (``access.selectors.downloadable_artifacts``)
-    pass them, and with a token-authenticated user the whole issue then costs four
-    queries on PostgreSQL: the grants, and two for the event and its audit row.
+    pass them, and the issue then costs two statements on PostgreSQL: the grants, and
+    one that writes the event with its audit row.
     Presigning needs no round trip to the store, so the store's health comes from a
     per-process probe (portal/storage_probe.py): while its last check failed, raises
     DownloadsUnavailable and records nothing, rather than hand out a URL that cannot be fetched.
@@ -149,17 +148,18 @@ def _issue(
         url_expires_at=now + timedelta(seconds=lifetime),
         ip_address=ip_address,
     )
-    with transaction.atomic():
-        audit_record_with_row(
-            row=event,
-            action="artifact.downloaded",
-            actor=user,
-            ip_address=ip_address,
-            payload={
-                "artifact_id": artifact.pk,
-                "tier_id": decision.tier.pk,
-                "grant_id": grant.pk if grant else None,
-                "token_id": access_token.pk if access_token else None,
-            },
-        )
+    # One statement writes the event and its audit row together (its own transaction unless
+    # the caller is in one): no URL leaves without both.
+    audit_record_with_row(
+        row=event,
+        action="artifact.downloaded",
+        actor=user,
+        ip_address=ip_address,
+        payload={
+            "artifact_id": artifact.pk,
+            "tier_id": decision.tier.pk,
+            "grant_id": grant.pk if grant else None,
+            "token_id": access_token.pk if access_token else None,
+        },
+    )
     return IssuedDownload(url=url, expires_at=event.url_expires_at, event=event)

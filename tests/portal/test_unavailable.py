@@ -71,7 +71,7 @@ def database_fails(when=lambda sql: True, error=OperationalError):
 
 def writing_the_download(sql: str) -> bool:
     # access.audit.audit_record_with_row: one statement inserts the event and its audit row.
-    return sql.startswith("WITH new_row AS")
+    return sql.startswith("WITH head AS")
 
 
 @contextlib.contextmanager

@@ -26,8 +26,9 @@ from tests.scenes import approved_grant, fetch, make_expired, revoke, sha256, up
 
 CONFIG = b'{"hidden_size": 64, "num_hidden_layers": 2}\n'
 WEIGHTS = os.urandom(50_000)
-# The token, the file's copies with their tiers, the user's grants, then the event and its audit row.
-MAX_QUERIES_PER_URL = 5
+# The token, the file's copies with their tiers, the user's grants, then one statement writing the
+# event and its audit row (its own transaction: no BEGIN, COMMIT or savepoint).
+QUERIES_PER_URL = 4
 
 
 @pytest.fixture(autouse=True)
@@ -89,7 +90,7 @@ def test_head_and_get_redirect_to_storage_with_hub_metadata_and_each_is_an_event
 
 
 @pytest.mark.parametrize("revision", ["main", "pinned"])
-def test_resolve_costs_at_most_five_queries_whatever_the_releases_and_grants(
+def test_resolve_costs_four_queries_whatever_the_releases_and_grants(
     client, s3, model, release, tier, files, researcher, reviewer, django_assert_max_num_queries, revision
 ):
     approved_grant(researcher, tier, reviewer)
@@ -97,14 +98,12 @@ def test_resolve_costs_at_most_five_queries_whatever_the_releases_and_grants(
     url = resolve_url(release.revision if revision == "pinned" else "main")
     assert client.head(url, **bearer(raw)).status_code == 302  # records the token's last use
 
-    def business_queries() -> int:
-        # The test runs inside a transaction, so the service's atomic block becomes SAVEPOINT /
-        # RELEASE SAVEPOINT; in production it is BEGIN/COMMIT, which Django does not log as queries.
-        with django_assert_max_num_queries(MAX_QUERIES_PER_URL + 2) as captured:
+    def queries() -> int:
+        with django_assert_max_num_queries(QUERIES_PER_URL) as captured:
             assert client.head(url, **bearer(raw)).status_code == 302
-        return len([query for query in captured.captured_queries if "SAVEPOINT" not in query["sql"]])
+        return len(captured.captured_queries)
 
-    few = business_queries()
+    few = queries()
     for number in range(2, 8):
         older = ReleaseFactory(
             model=model, version=f"v0.{number}", published_at=release.published_at - timedelta(days=number)
@@ -112,9 +111,9 @@ def test_resolve_costs_at_most_five_queries_whatever_the_releases_and_grants(
         copy = upload_artifact(s3, older, "weights/model.safetensors", WEIGHTS)
         approved_grant(researcher, TierFactory(release=older, artifacts=[copy]), reviewer)
         approved_grant(researcher, TierFactory(release=release, artifacts=[files["config.json"]]), reviewer)
-    many = business_queries()
+    many = queries()
 
-    assert few <= MAX_QUERIES_PER_URL
+    assert few == QUERIES_PER_URL
     assert many == few
 
 
