@@ -41,7 +41,8 @@ def download_url(request: HttpRequest, artifact_id: int):
     Refusals say why and what to do: ``not_open``, ``email_unverified``, ``no_grant``,
     ``pending``, ``expired``, ``revoked``, ``license_changed`` (403, with ``action_url``);
     503 ``storage_unavailable`` while the object storage is down (nothing recorded).
-    Four or five queries with a token, whatever the number of tiers and grants.
+    Four statements with a token (five when the token's last use is recorded, at most once a
+    minute), whatever the number of tiers and grants.
     """
     found = downloadable_artifacts(pk=artifact_id)
     if not found:

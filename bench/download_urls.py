@@ -25,7 +25,8 @@ minute: every request still counts in Redis, as in production, but none is refus
 Queries per issued URL are counted in this process, with the same settings and URLconf, through
 Django's test client and CaptureQueriesContext: one request per route after one warm-up request,
 i.e. the steady state (a token's ``last_used_at`` is written at most once a minute, one more query
-then). "queries/URL" counts SQL statements; "round trips" adds the transaction's BEGIN and COMMIT.
+then). "queries/URL" counts SQL statements; "round trips" adds any BEGIN and COMMIT (the routes
+now send none: their one write is its own transaction).
 Each probe's URL is fetched from SeaweedFS and its sha256 compared with the artifact's. A hub route
 that does not exist yet (its path resolves to nothing) is skipped with a message, not failed.
 

@@ -16,7 +16,7 @@ With ``HF_ENDPOINT`` set to the portal and a Gatehouse token as the hub token, `
   its audit row every time, HEAD included: the client takes the redirect target from its HEAD)
   and answers 302 to the presigned URL with ``X-Repo-Commit``, ``X-Linked-Etag`` (the quoted
   sha256), ``X-Linked-Size`` and ``ETag``. At ``main`` a path resolves to the newest release's
-  copy the caller may download. Five queries with a token.
+  copy the caller may download. Four statements with a token.
 
 Metadata may be read anonymously (showing only the files of open tiers); downloading needs an
 account even for open tiers, since every download event names its user.
@@ -313,8 +313,8 @@ def tree(request: HttpRequest, user, token, org_slug: str, model_slug: str, revi
 def resolve(request: HttpRequest, user, token, org_slug: str, model_slug: str, revision: str, path: str):
     """302 to a presigned URL of the file at ``revision``, recorded as a download event.
 
-    Five queries with a token: the token, the file's copies with their tiers, the user's
-    grants, then the event and its audit row.
+    Four statements with a token: the token, the file's copies with their tiers, the user's
+    grants, then one that writes the event with its audit row.
     """
     candidates = downloadable_artifacts(
         release__model__organization__slug=org_slug, release__model__slug=model_slug, path=path
