@@ -30,6 +30,10 @@ now send none: their one write is its own transaction).
 Each probe's URL is fetched from SeaweedFS and its sha256 compared with the artifact's. A hub route
 that does not exist yet (its path resolves to nothing) is skipped with a message, not failed.
 
+Each counted run also reads, from /proc, the CPU the machine and each program spent per request:
+gunicorn (its process group), PostgreSQL and Redis. They share the CPUs, so the target leaves a real
+route at most 1/0.7 of the bare view's whole CPU per request; the report prints that budget.
+
 Checks, which fail the run: every response 2xx/3xx (wrk counts the others apart), no socket error,
 and for the real routes one DownloadEvent per successful response. Requests the server finished
 after wrk stopped reading (at most one per connection) have their event but no counted response;
@@ -58,7 +62,14 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
 # Both need the project on sys.path.
-from bench.download_urls_load import Gunicorn, WrkResult, wrk_run, wrk_script  # noqa: E402
+from bench.download_urls_load import (  # noqa: E402
+    PROGRAMS,
+    Gunicorn,
+    WrkResult,
+    cpu_sample,
+    wrk_run,
+    wrk_script,
+)
 from portal.seaweedfs import SeaweedFS  # noqa: E402
 
 SETTINGS_MODULE = "bench.download_urls_settings"
@@ -79,6 +90,7 @@ class Route:
     skipped: str = ""
     statements: list[str] = field(default_factory=list)  # everything sent to PostgreSQL for one URL
     result: WrkResult | None = None
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU per request: machine and programs
 
     @property
     def records_event(self) -> bool:
@@ -200,6 +212,7 @@ def run(arguments, scratch: Path) -> list[str]:
                 if seconds <= 0:
                     continue
                 before = DownloadEvent.objects.count()
+                cpu_before = cpu_sample(server.process.pid)
                 result = wrk_run(
                     server.url(route.path),
                     script,
@@ -209,10 +222,13 @@ def run(arguments, scratch: Path) -> list[str]:
                     timeout=arguments.timeout,
                     show=arguments.show_wrk,
                 )
+                cpu_after = cpu_sample(server.process.pid)
                 events = settled_event_count() - before if route.records_event else None
                 failures += check(route, result, events, arguments.connections)
                 if counted:
                     route.result = result
+                    if cpu_before and cpu_after:
+                        route.cpu_ms = cpu_after.per_request_ms(cpu_before, result.requests)
     finally:
         server.stop()
     report(routes, arguments)
@@ -391,6 +407,7 @@ def report(routes: list[Route], arguments) -> None:
             f"{result.p99_us / 1000:>9.2f}{result.requests_per_second / bare.requests_per_second:>9.0%}"
             f"{route.queries:>13}{len(route.statements):>13}{result.status_errors:>13}"
         )
+    report_cpu(routes)
     print()
     for route in routes[1:]:
         if route.result is None:
@@ -400,6 +417,30 @@ def report(routes: list[Route], arguments) -> None:
             f"target {route.name}: >= {RATIO_TARGET:.0%} of bare's req/s: {ratio:.0%} "
             f"{'met' if ratio >= RATIO_TARGET else 'NOT met'}; <= {QUERIES_TARGET} queries per URL: "
             f"{route.queries} {'met' if route.queries <= QUERIES_TARGET else 'NOT met'}"
+        )
+
+
+def report_cpu(routes: list[Route]) -> None:
+    """Where each request's CPU went, and what the throughput target leaves for a real route.
+
+    The server, PostgreSQL and Redis share the machine's CPUs, which the bare view keeps busy on its own:
+    at the target a real route may spend at most 1/0.7 of the bare view's CPU per request, all of it.
+    """
+    measured = [route for route in routes if route.cpu_ms]
+    if not measured:
+        print("\n(no CPU accounting: /proc is not readable here)")
+        return
+    names = {"machine": "machine", "server": "gunicorn", "postgres": "PostgreSQL", "redis-server": "Redis"}
+    print(f"\nCPU ms per request  {''.join(f'{names[name]:>12}' for name in ('machine', *PROGRAMS))}")
+    for route in measured:
+        cells = "".join(f"{route.cpu_ms[name]:>12.2f}" for name in ("machine", *PROGRAMS))
+        print(f"{route.label:<20}{cells}")
+    bare = routes[0].cpu_ms
+    if bare:
+        budget = bare["machine"] / RATIO_TARGET
+        print(
+            f"budget at {RATIO_TARGET:.0%} of bare: {budget:.2f} ms of CPU per URL, everything included "
+            f"(bare: {bare['machine']:.2f})"
         )
 
 

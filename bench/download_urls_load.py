@@ -62,6 +62,53 @@ class WrkResult:
         return {kind: count for kind, count in counts.items() if count}
 
 
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds used so far (user + system): the whole machine's, and by the programs measured."""
+
+    machine: float
+    by_program: dict[str, float]
+
+    def per_request_ms(self, before: CpuSample, requests: int) -> dict[str, float]:
+        """Milliseconds of CPU per request between ``before`` and this sample, machine and programs."""
+        if requests <= 0:
+            return {}
+        spent = {"machine": self.machine - before.machine}
+        spent |= {name: self.by_program.get(name, 0) - before.by_program.get(name, 0) for name in PROGRAMS}
+        return {name: 1000 * seconds / requests for name, seconds in spent.items()}
+
+
+# What the bench's CPU is split into: the application server (its process group), then by process name.
+PROGRAMS = ("server", "postgres", "redis-server")
+
+
+def cpu_sample(server_group: int) -> CpuSample | None:
+    """Read /proc (Linux): None where there is none. Processes that exit between two samples take their
+    CPU with them; the server recycles workers only after ~20,000 requests each, so a run loses none."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    try:
+        # user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+        times = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    by_program = dict.fromkeys(PROGRAMS, 0.0)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue  # exited while we looked
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()  # from field 3 (state) on: see proc(5)
+        seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        if int(fields[2]) == server_group:  # pgrp
+            by_program["server"] += seconds
+        elif name in PROGRAMS:
+            by_program[name] += seconds
+    return CpuSample(machine=(sum(times) - times[3] - times[4]) / ticks, by_program=by_program)
+
+
 def wrk_script(path: Path, *, method: str, headers: dict[str, str]) -> Path:
     """Write the Lua script of one route; readable by its owner only, as it may hold a token."""
     lines = [f"wrk.method = {json.dumps(method)}"]
