@@ -83,8 +83,12 @@ PROGRAMS = ("server", "postgres", "redis-server")
 
 
 def cpu_sample(server_group: int) -> CpuSample | None:
-    """Read /proc (Linux): None where there is none. Processes that exit between two samples take their
-    CPU with them; the server recycles workers only after ~20,000 requests each, so a run loses none."""
+    """Read /proc (Linux): None where there is none.
+
+    Each process counts with its reaped children (cutime, cstime): gunicorn recycles a worker after
+    ~20,000 requests and PostgreSQL ends a backend with its connection, and their CPU then shows in
+    the master's and the postmaster's totals rather than vanishing between two samples.
+    """
     ticks = os.sysconf("SC_CLK_TCK")
     try:
         # user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
@@ -101,7 +105,7 @@ def cpu_sample(server_group: int) -> CpuSample | None:
             continue  # exited while we looked
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()  # from field 3 (state) on: see proc(5)
-        seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        seconds = sum(int(value) for value in fields[11:15]) / ticks  # utime, stime, cutime, cstime
         if int(fields[2]) == server_group:  # pgrp
             by_program["server"] += seconds
         elif name in PROGRAMS:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +32,16 @@ def test_cpu_spent_by_the_server_group_is_counted_there_and_in_the_machine():
     assert per_request["server"] >= 0.25 * 1000 / 3
     assert per_request["machine"] >= per_request["server"] * 0.9
     assert set(per_request) == {"machine", "server", "postgres", "redis-server"}
+
+
+def test_a_child_that_exited_in_between_still_counts():
+    """As a recycled gunicorn worker or a closed PostgreSQL backend does: reaped, it shows in its parent."""
+    before = cpu_sample(os.getpgrp())
+    spinner = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    subprocess.run([sys.executable, "-c", spinner], check=True)
+    after = cpu_sample(os.getpgrp())
+
+    assert after.by_program["server"] - before.by_program["server"] >= 0.25
 
 
 def test_another_group_is_not_counted_as_the_server():
