@@ -5,7 +5,8 @@ and that previous hash. Writers serialise on the single AuditChainHead row
 (``SELECT … FOR UPDATE``, held until their transaction ends) and move it to their
 last event's hash, so the chain never forks; SQLite (the demo) serialises writers by
 itself. Rows are written inside the transaction of the change they record, so a
-change and its audit row commit or roll back together.
+change and its audit row commit or roll back together; ``audit_record_with_row`` (the
+download routes) makes the change and its row one statement, which may be its own transaction.
 """
 
 from __future__ import annotations
